@@ -1,0 +1,18 @@
+//! Pure rules shared by every cgsplit binary.
+//!
+//! Nothing in this crate touches the file system, makes a syscall or talks
+//! D-Bus: it builds and parses names and strings. The shim links it too, so
+//! it stays dependency-free (std only).
+//!
+//! - [`scope`]: the fixed cgroup layout (`games.slice/cgsplit-<appid>.scope/{keeper,game}`)
+//!   and the unit names behind it.
+//! - [`mountinfo`]: finding the directory of a cgroup from `/proc/self/mountinfo` text,
+//!   on pure v2, hybrid (`/sys/fs/cgroup/unified`) and flatpak bind-mounted views.
+//! - [`launch`]: Steam launch options: POSIX-shell quoting and placing the shim
+//!   immediately before `%command%`.
+
+pub mod launch;
+pub mod mountinfo;
+pub mod scope;
+
+pub use scope::AppId;
