@@ -1,0 +1,123 @@
+//! Stand-in for the Steam client's game launch, for tests and the demo.
+//!
+//! `fake-steam --localconfig FILE --app N [--root DIR] -- GAME [ARGS…]`
+//!
+//! Reproduces what Steam documents (Steam compatibility tool interface,
+//! "Launch options" and "Environment"; STEAM.md §3):
+//! - reads `UserLocalConfigStore/Software/Valve/Steam/apps/<N>/LaunchOptions`
+//!   from `localconfig.vdf` (keys matched case-insensitively, as Steam's own
+//!   files vary between `Valve`/`valve`, `apps`/`Apps`);
+//! - `%command%` is replaced by the game's command line; options without
+//!   `%command%` are appended to it;
+//! - the line is run by `/bin/sh -c`, with `SteamAppId`, `SteamGameId`,
+//!   `STEAM_COMPAT_APP_ID` = N and `STEAM_COMPAT_CLIENT_INSTALL_PATH` = the root.
+//!
+//! Exits with the shell's status (128+signal when it was killed).
+
+use std::os::unix::process::ExitStatusExt;
+use std::process::Command;
+
+use cgsplit_core::launch::{COMMAND, sh_quote};
+use keyvalues_parser::{Obj, Value};
+
+fn usage() -> ! {
+    eprintln!("usage: fake-steam --localconfig FILE --app N [--root DIR] -- GAME [ARGS…]");
+    std::process::exit(2);
+}
+
+fn child<'a>(obj: &'a Obj<'_>, key: &str) -> Option<&'a Value<'a>> {
+    obj.iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(key))
+        .and_then(|(_, v)| v.first())
+}
+
+/// The LaunchOptions of `app` in a localconfig.vdf text, `""` when unset.
+fn launch_options(text: &str, app: &str) -> Result<String, String> {
+    let vdf = keyvalues_parser::parse(text)
+        .map_err(|e| format!("not valid VDF: {e}"))?
+        .into_vdf();
+    let mut obj = vdf.value.get_obj().ok_or("root is not a block")?;
+    for key in ["Software", "Valve", "Steam", "apps", app] {
+        match child(obj, key).and_then(Value::get_obj) {
+            Some(o) => obj = o,
+            None => return Ok(String::new()),
+        }
+    }
+    Ok(child(obj, "LaunchOptions")
+        .and_then(Value::get_str)
+        .unwrap_or("")
+        .to_owned())
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let (mut localconfig, mut app, mut root) = (None, None, None);
+    loop {
+        match args.next().as_deref() {
+            Some("--localconfig") => localconfig = args.next(),
+            Some("--app") => app = args.next(),
+            Some("--root") => root = args.next(),
+            Some("--") => break,
+            _ => usage(),
+        }
+    }
+    let game: Vec<String> = args.collect();
+    let (Some(localconfig), Some(app)) = (localconfig, app) else {
+        usage()
+    };
+    if game.is_empty() {
+        usage();
+    }
+    let text = std::fs::read_to_string(&localconfig).unwrap_or_else(|e| {
+        eprintln!("fake-steam: cannot read {localconfig}: {e}");
+        std::process::exit(1)
+    });
+    let options = launch_options(&text, &app).unwrap_or_else(|e| {
+        eprintln!("fake-steam: {localconfig}: {e}");
+        std::process::exit(1)
+    });
+    let command = game
+        .iter()
+        .map(|a| sh_quote(a).into_owned())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let line = if options.contains(COMMAND) {
+        options.replace(COMMAND, &command)
+    } else if options.trim().is_empty() {
+        command
+    } else {
+        format!("{command} {options}")
+    };
+    eprintln!("fake-steam: app {app}: /bin/sh -c {}", sh_quote(&line));
+    let mut cmd = Command::new("/bin/sh");
+    cmd.arg("-c")
+        .arg(&line)
+        .env("SteamAppId", &app)
+        .env("SteamGameId", &app)
+        .env("STEAM_COMPAT_APP_ID", &app);
+    if let Some(root) = root {
+        cmd.env("STEAM_COMPAT_CLIENT_INSTALL_PATH", root);
+    }
+    let status = cmd.status().unwrap_or_else(|e| {
+        eprintln!("fake-steam: cannot run /bin/sh: {e}");
+        std::process::exit(1)
+    });
+    std::process::exit(
+        status
+            .code()
+            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::launch_options;
+
+    #[test]
+    fn reads_launch_options_case_insensitively() {
+        let t = "\"UserLocalConfigStore\"\n{\n\"Apps\" { \"620\" { \"LaunchOptions\" \"decoy\" } }\n\"Software\" { \"valve\" { \"steam\" { \"Apps\" { \"620\" { \"LaunchOptions\" \"a \\\"b\\\" %command%\" } } } } }\n}\n";
+        assert_eq!(launch_options(t, "620").unwrap(), "a \"b\" %command%");
+        assert_eq!(launch_options(t, "400").unwrap(), "");
+        assert!(launch_options("\"x\" {", "620").is_err());
+    }
+}
