@@ -1,0 +1,248 @@
+//! The only module that writes files.
+//!
+//! - [`write_atomic`]: temp file in the target's directory, same mode (and
+//!   owner), write, fsync, rename over the target, fsync the directory. A
+//!   symlinked path is followed so the link stays and its target is replaced
+//!   (cargo `paths::write_atomic`; `~/.steam/steam` is often a symlink).
+//! - [`backup`]: a new, never-overwritten copy, mode 0600 (localconfig.vdf
+//!   holds auth tickets).
+//! - [`replace_checked`]: re-reads the file first and refuses if it changed
+//!   since it was read for planning.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use crate::error::{Error, IoContext, Result};
+
+/// Reads a whole file.
+pub fn read(path: &Path) -> Result<Vec<u8>> {
+    fs::read(path).ctx("read", path)
+}
+
+/// Reads a whole file; `None` if it does not exist.
+pub fn read_if_exists(path: &Path) -> Result<Option<Vec<u8>>> {
+    match fs::read(path) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).ctx("read", path),
+    }
+}
+
+/// Creates `dir` and its parents; new directories get `mode`.
+pub fn create_dir_all(dir: &Path, mode: u32) -> Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(dir)
+        .ctx("create directory", dir)
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .ctx("fsync directory", dir)
+}
+
+/// The file a path finally names: symlinks followed, the file itself need
+/// not exist (its directory must).
+fn resolve(path: &Path) -> Result<PathBuf> {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => fs::canonicalize(path).ctx("resolve symlink", path),
+        _ => Ok(path.to_path_buf()),
+    }
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// Atomically replaces (or creates) `path` with `bytes`. An existing file
+/// keeps its permission bits and owner; a new one gets `new_mode`.
+/// Returns the path actually written (the symlink target if `path` is one).
+///
+/// Errors: [`Error::Io`] naming the step and file; the temp file is removed.
+pub fn write_atomic(path: &Path, bytes: &[u8], new_mode: u32) -> Result<PathBuf> {
+    let target = resolve(path)?;
+    let dir = target
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    let name = target
+        .file_name()
+        .ok_or_else(|| Error::NonUtf8Path(target.clone()))?
+        .to_string_lossy()
+        .into_owned();
+    let old = match fs::metadata(&target) {
+        Ok(m) => Some(m),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).ctx("stat", &target),
+    };
+    let mode = old
+        .as_ref()
+        .map_or(new_mode, |m| m.permissions().mode() & 0o7777);
+    let tmp = dir.join(format!(
+        ".{name}.cgsplit-{}-{}.tmp",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .ctx("create temp file", &tmp)?;
+        f.write_all(bytes).ctx("write", &tmp)?;
+        if let Some(m) = &old {
+            let mine = f.metadata().ctx("stat", &tmp)?;
+            if (mine.uid(), mine.gid()) != (m.uid(), m.gid()) {
+                std::os::unix::fs::fchown(&f, Some(m.uid()), Some(m.gid()))
+                    .ctx("keep the owner of", &target)?;
+            }
+        }
+        f.set_permissions(fs::Permissions::from_mode(mode))
+            .ctx("set mode of", &tmp)?;
+        f.sync_all().ctx("fsync", &tmp)?;
+        drop(f);
+        fs::rename(&tmp, &target).ctx("rename temp file over", &target)?;
+        sync_dir(&dir)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result.map(|()| target)
+}
+
+/// Like [`write_atomic`], but first re-reads `path` and refuses with
+/// [`Error::ChangedMeanwhile`] unless it still holds `expected`.
+pub fn replace_checked(path: &Path, expected: &[u8], bytes: &[u8]) -> Result<PathBuf> {
+    if read(path)? != expected {
+        return Err(Error::ChangedMeanwhile(path.to_path_buf()));
+    }
+    write_atomic(path, bytes, 0o600)
+}
+
+/// Writes `bytes` to a new file `<dir>/<stem>.<unix time>.bak` (`-1`, `-2`…
+/// appended if taken), mode 0600, fsynced. `dir` is created with mode 0700.
+/// Returns the backup path.
+pub fn backup(dir: &Path, stem: &str, unix: u64, bytes: &[u8]) -> Result<PathBuf> {
+    create_dir_all(dir, 0o700)?;
+    for n in 0..1000 {
+        let suffix = if n == 0 {
+            String::new()
+        } else {
+            format!("-{n}")
+        };
+        let path = dir.join(format!("{stem}.{unix}{suffix}.bak"));
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+        {
+            Ok(mut f) => {
+                f.write_all(bytes).ctx("write backup", &path)?;
+                f.sync_all().ctx("fsync backup", &path)?;
+                sync_dir(dir)?;
+                return Ok(path);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e).ctx("create backup", &path),
+        }
+    }
+    Err(std::io::Error::from(std::io::ErrorKind::AlreadyExists)).ctx("create backup in", dir)
+}
+
+/// Removes a file; fine if it is already gone.
+pub fn remove_file(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).ctx("remove", path),
+        _ => Ok(()),
+    }
+}
+
+/// Removes an empty directory; `false` (no error) if it is not empty or gone.
+pub fn remove_dir_if_empty(path: &Path) -> Result<bool> {
+    match fs::remove_dir(path) {
+        Ok(()) => Ok(true),
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::DirectoryNotEmpty
+            ) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(e).ctx("remove directory", path),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_keeps_mode_and_follows_symlinks() {
+        let d = tempfile::tempdir().unwrap();
+        let real = d.path().join("real.vdf");
+        fs::write(&real, b"old").unwrap();
+        fs::set_permissions(&real, fs::Permissions::from_mode(0o640)).unwrap();
+        let link = d.path().join("link.vdf");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let written = write_atomic(&link, b"new", 0o600).unwrap();
+        assert_eq!(written, fs::canonicalize(&real).unwrap());
+        assert!(
+            fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(fs::read(&real).unwrap(), b"new");
+        assert_eq!(
+            fs::metadata(&real).unwrap().permissions().mode() & 0o777,
+            0o640
+        );
+        let fresh = d.path().join("fresh");
+        write_atomic(&fresh, b"x", 0o755).unwrap();
+        assert_eq!(
+            fs::metadata(&fresh).unwrap().permissions().mode() & 0o777,
+            0o755
+        );
+        // No temp files left behind.
+        let names: Vec<_> = fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 3, "{names:?}");
+    }
+
+    #[test]
+    fn replace_checked_refuses_a_changed_file() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f");
+        fs::write(&p, b"a").unwrap();
+        assert!(matches!(
+            replace_checked(&p, b"b", b"c"),
+            Err(Error::ChangedMeanwhile(_))
+        ));
+        assert_eq!(fs::read(&p).unwrap(), b"a");
+        replace_checked(&p, b"a", b"c").unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"c");
+    }
+
+    #[test]
+    fn backups_never_overwrite() {
+        let d = tempfile::tempdir().unwrap();
+        let b = d.path().join("backups");
+        let one = backup(&b, "x", 5, b"1").unwrap();
+        let two = backup(&b, "x", 5, b"2").unwrap();
+        assert_ne!(one, two);
+        assert_eq!(fs::read(&one).unwrap(), b"1");
+        assert_eq!(
+            fs::metadata(&two).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+}

@@ -1,0 +1,6 @@
+//! Steam's files: pure readers and editors over their text.
+
+pub mod appmanifest;
+pub mod compat_tool;
+pub mod localconfig;
+pub mod loginusers;
