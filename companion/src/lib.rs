@@ -1,0 +1,290 @@
+//! `cgsplit`: the host-side companion that gives a Steam game its own
+//! delegated systemd scope in the user's manager.
+//!
+//! - `cgsplit provision --app 620` makes sure `games.slice/cgsplit-620.scope`
+//!   exists and is active, with a keeper process in `keeper/` and an empty
+//!   `game/` leaf, and prints its `ControlGroup`.
+//! - `cgsplit release --app 620` stops the scope (its keeper and any game
+//!   processes are killed by systemd; the cgroup is removed).
+//!
+//! Names and layout come from [`cgsplit_core::scope`]. D-Bus is confined to
+//! [`systemd`], cgroupfs writes to [`cgroupfs`].
+
+pub mod cgroupfs;
+pub mod error;
+pub mod keeper;
+pub mod systemd;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use cgsplit_core::AppId;
+use cgsplit_core::scope::scope_unit;
+
+pub use error::Error;
+use systemd::{UNIT_EXISTS, UserManager};
+
+/// How long `provision` waits for the start job's `JobRemoved`. Starting a
+/// scope takes 2–4 ms on the test machines (TEST-ENVIRONMENT.md).
+pub const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long `release` waits for the stop job. Longer than systemd's default
+/// `TimeoutStopSec=90s` (SIGTERM, then SIGKILL for processes that ignore it),
+/// which the scope keeps.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// What `provision` found and did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The scope was created now.
+    Created,
+    /// The scope was already active; only its leaves were checked.
+    Reused,
+    /// The scope was `failed`; it was reset and created again.
+    RecreatedAfterFailure,
+}
+
+/// The result of a successful `provision`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Provisioned {
+    /// The unit, e.g. `cgsplit-620.scope`.
+    pub unit: String,
+    /// Its `ControlGroup`, e.g.
+    /// `/user.slice/user-1000.slice/user@1000.service/games.slice/cgsplit-620.scope`.
+    pub control_group: String,
+    /// The scope directory on disk, e.g. `/sys/fs/cgroup/<control_group>`.
+    pub dir: PathBuf,
+    /// The keeper started now (`None` when the scope was reused).
+    pub keeper_pid: Option<u32>,
+    /// Whether the scope was created, reused or recreated.
+    pub outcome: Outcome,
+    /// When `control_group` differs from [`cgsplit_core::scope::scope_cgroup`]
+    /// for our uid, the path the shim would derive (it must then be told
+    /// otherwise): `Some(expected)`.
+    pub layout_mismatch: Option<String>,
+}
+
+/// The result of a successful `release`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Released {
+    /// The scope was stopped (its processes were killed, its cgroup removed).
+    Stopped,
+    /// No such unit was loaded: there was nothing to release.
+    NotLoaded,
+}
+
+/// What to do with an existing unit, decided from its `ActiveState`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plan {
+    /// Not loaded, or loaded but `inactive`: create it.
+    Create,
+    /// `active` (or `reloading`): reuse it.
+    Reuse,
+    /// `failed`: `ResetFailedUnit`, then create.
+    ResetThenCreate,
+    /// `activating`/`deactivating`: refuse, it is changing state.
+    Busy,
+}
+
+/// Decides what `provision` does with a unit in `active_state` (`None`: not loaded).
+pub fn plan(active_state: Option<&str>) -> Plan {
+    match active_state {
+        None | Some("inactive") => Plan::Create,
+        Some("active" | "reloading") => Plan::Reuse,
+        Some("failed") => Plan::ResetThenCreate,
+        Some(_) => Plan::Busy,
+    }
+}
+
+/// Makes sure the scope of `app` exists, is active and has its `keeper/` and
+/// `game/` leaves, connecting to the user manager named by the environment.
+///
+/// Idempotent: an active scope is reused (no second keeper). A `failed` one is
+/// reset and created again. On creation a keeper (`<exe> keeper`, see
+/// [`keeper`]) is started, put in the scope with `PIDs=`, then moved into
+/// `keeper/` before `game/` is created.
+///
+/// Errors: no bus / no user manager, D-Bus errors by name, a start job that
+/// does not end in `done`, and cgroupfs errors with their path.
+pub fn provision(app: AppId) -> Result<Provisioned, Error> {
+    let mgr = UserManager::connect()?;
+    let mountinfo = read_mountinfo()?;
+    provision_with(&mgr, app, &mountinfo)
+}
+
+/// [`provision`] against an existing connection and given mountinfo text.
+pub fn provision_with(
+    mgr: &UserManager,
+    app: AppId,
+    mountinfo: &str,
+) -> Result<Provisioned, Error> {
+    let unit = scope_unit(app);
+    let mut outcome = Outcome::Created;
+    // At most twice: a concurrent provision may create the unit between our
+    // GetUnit and StartTransientUnit (UnitExists); then reuse what it made.
+    for _ in 0..2 {
+        let state = mgr.unit_state(&unit)?;
+        match plan(state.as_ref().map(|s| s.active_state.as_str())) {
+            Plan::Reuse => {
+                let path = state.expect("Reuse implies a loaded unit").path;
+                return finish(mgr, &unit, &path, mountinfo, None, Outcome::Reused);
+            }
+            Plan::Busy => {
+                let s = state.expect("Busy implies a loaded unit");
+                return Err(Error::UnitBusy {
+                    unit,
+                    state: s.active_state,
+                    sub_state: s.sub_state,
+                });
+            }
+            Plan::ResetThenCreate => {
+                mgr.reset_failed(&unit)?;
+                if let Some(s) = mgr.unit_state(&unit)?
+                    && s.active_state == "failed"
+                {
+                    return Err(Error::StuckFailed { unit });
+                }
+                outcome = Outcome::RecreatedAfterFailure;
+            }
+            Plan::Create => {}
+        }
+
+        let mut keeper = keeper::spawn()?;
+        let pid = keeper.id();
+        let props = systemd::scope_properties(app, pid);
+        match mgr.start_transient(&unit, &props, START_TIMEOUT) {
+            Ok(()) => {}
+            Err(Error::Call { ref name, .. }) if name == UNIT_EXISTS => {
+                keeper::kill(&mut keeper);
+                continue;
+            }
+            Err(e) => {
+                keeper::kill(&mut keeper);
+                return Err(e);
+            }
+        }
+        let path = match mgr.unit_state(&unit)? {
+            Some(s) => s.path,
+            None => {
+                keeper::kill(&mut keeper);
+                return Err(Error::JobFailed {
+                    verb: "start",
+                    unit,
+                    job: String::new(),
+                    result: "unit vanished right after its start job".into(),
+                });
+            }
+        };
+        // The keeper is not waited for: it must outlive this process.
+        drop(keeper);
+        return finish(mgr, &unit, &path, mountinfo, Some(pid), outcome);
+    }
+    Err(Error::Call {
+        method: "StartTransientUnit",
+        unit,
+        name: UNIT_EXISTS.into(),
+        message: "the unit kept appearing and disappearing while provisioning".into(),
+    })
+}
+
+fn finish(
+    mgr: &UserManager,
+    unit: &str,
+    path: &zbus::zvariant::OwnedObjectPath,
+    mountinfo: &str,
+    keeper_pid: Option<u32>,
+    outcome: Outcome,
+) -> Result<Provisioned, Error> {
+    let control_group = mgr.control_group(unit, path)?;
+    if control_group.is_empty() {
+        return Err(Error::NoControlGroup { unit: unit.into() });
+    }
+    let dir = cgsplit_core::mountinfo::cgroup_dir(mountinfo, &control_group).ok_or_else(|| {
+        Error::CgroupNotMounted {
+            unit: unit.into(),
+            cgroup: control_group.clone(),
+        }
+    })?;
+    cgroupfs::ensure_layout(&dir, keeper_pid)?;
+    let app = cgsplit_core::scope::parse_scope_unit(unit).expect("unit made by scope_unit");
+    let expected = cgsplit_core::scope::scope_cgroup(nix::unistd::getuid().as_raw(), app);
+    Ok(Provisioned {
+        unit: unit.into(),
+        layout_mismatch: (expected != control_group).then_some(expected),
+        control_group,
+        dir,
+        keeper_pid,
+        outcome,
+    })
+}
+
+/// Stops the scope of `app` and waits for the stop job.
+///
+/// A unit that is not loaded is not an error: [`Released::NotLoaded`] (the
+/// caller wanted it gone and it is). Errors: no bus / no user manager, D-Bus
+/// errors by name, a stop job that does not end in `done`.
+pub fn release(app: AppId) -> Result<Released, Error> {
+    release_with(&UserManager::connect()?, app)
+}
+
+/// [`release`] against an existing connection.
+pub fn release_with(mgr: &UserManager, app: AppId) -> Result<Released, Error> {
+    let unit = scope_unit(app);
+    if mgr.unit_state(&unit)?.is_none() {
+        return Ok(Released::NotLoaded);
+    }
+    match mgr.stop(&unit, STOP_TIMEOUT) {
+        // Garbage-collected between GetUnit and StopUnit.
+        Err(Error::Call { ref name, .. }) if name == systemd::NO_SUCH_UNIT => {
+            Ok(Released::NotLoaded)
+        }
+        Err(e) => Err(e),
+        Ok(()) => Ok(Released::Stopped),
+    }
+}
+
+/// `/proc/self/mountinfo`, where the cgroup2 mount is looked up.
+pub const MOUNTINFO: &str = "/proc/self/mountinfo";
+
+fn read_mountinfo() -> Result<String, Error> {
+    std::fs::read_to_string(MOUNTINFO).map_err(|source| Error::Read {
+        path: Path::new(MOUNTINFO).into(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plan_follows_active_state() {
+        assert_eq!(plan(None), Plan::Create);
+        assert_eq!(plan(Some("inactive")), Plan::Create);
+        assert_eq!(plan(Some("active")), Plan::Reuse);
+        assert_eq!(plan(Some("reloading")), Plan::Reuse);
+        assert_eq!(plan(Some("failed")), Plan::ResetThenCreate);
+        assert_eq!(plan(Some("deactivating")), Plan::Busy);
+        assert_eq!(plan(Some("activating")), Plan::Busy);
+    }
+
+    #[test]
+    fn errors_are_one_line_and_name_what_failed() {
+        let e = Error::Call {
+            method: "StartTransientUnit",
+            unit: "cgsplit-620.scope".into(),
+            name: UNIT_EXISTS.into(),
+            message: "Unit cgsplit-620.scope already exists.".into(),
+        };
+        let s = e.to_string();
+        assert!(s.contains("org.freedesktop.systemd1.UnitExists"), "{s}");
+        assert!(s.contains("cgsplit-620.scope"), "{s}");
+        let e = Error::NoBusAddress.to_string();
+        assert!(!e.contains('\n'));
+        assert!(e.contains("systemctl --user"), "{e}");
+        let e = Error::StuckFailed {
+            unit: "cgsplit-1.scope".into(),
+        };
+        assert!(e.to_string().contains("reset-failed cgsplit-1.scope"));
+    }
+}
