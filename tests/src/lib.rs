@@ -1,1 +1,14 @@
-//! Test harness.
+//! Test harness for cgsplit's end-to-end tests against real parts.
+//!
+//! - [`testbed`]: what integration tests use: [`testbed::Testbed`] runs a shell
+//!   script as an unprivileged uid under a private, real `systemd --user`;
+//!   skip-or-fail logic for hosts that cannot do that.
+//! - [`bins`]: finding the workspace's built binaries (`cgsplit`,
+//!   `cgsplit-testbed`, `fake-steam`, …) from a test executable.
+//! - [`runner`]: the implementation of the `cgsplit-testbed` binary (root-only:
+//!   cgroup, namespaces, user manager), following
+//!   `shared/reference/TEST-ENVIRONMENT.md` "A real systemd user manager for tests".
+
+pub mod bins;
+pub mod runner;
+pub mod testbed;

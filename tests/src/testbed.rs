@@ -1,0 +1,181 @@
+//! What integration tests use to run something under a real, private
+//! `systemd --user`: a builder around the `cgsplit-testbed` binary.
+//!
+//! ```no_run
+//! use cgsplit_tests::testbed::Testbed;
+//!
+//! let Some(tb) = Testbed::or_skip() else { return };
+//! let out = tb
+//!     .env("CGSPLIT", cgsplit_tests::bins::bin("cgsplit").display().to_string())
+//!     .run_sh(r#""$CGSPLIT" provision --app 620"#);
+//! assert!(out.status.success());
+//! ```
+//!
+//! Each run gets its own cgroup, namespaces, user manager and `/run`, so tests
+//! may run in parallel. The script runs as the test uid (by default the system
+//! user `cgsplit-test`), from a leaf cgroup inside `user@<uid>.service`, with
+//! `HOME`, `USER`, `XDG_RUNTIME_DIR`, `DBUS_SESSION_BUS_ADDRESS`, `PATH` and
+//! every [`Testbed::env`] set; `$TESTBED_UID` holds the uid.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use crate::bins;
+use crate::runner;
+
+/// Env var that turns "skipping" into a test failure (set on CI).
+pub const CI_VAR: &str = "CI";
+
+/// Why this host cannot run the testbed, or `None` if it can (root, a cgroup2
+/// mount, `/lib/systemd/systemd`, `unshare`, `useradd`, `busctl`).
+pub fn unsupported_reason() -> Option<String> {
+    runner::outer::unsupported_reason()
+}
+
+/// `<target>/<profile>/`, where the workspace's binaries are (see [`bins::target_dir`]).
+pub fn bin_dir() -> PathBuf {
+    bins::target_dir()
+}
+
+/// `path` quoted for a POSIX shell script ([`cgsplit_core::launch::sh_quote`]).
+pub fn sh(path: &Path) -> String {
+    cgsplit_core::launch::sh_quote(&path.to_string_lossy()).into_owned()
+}
+
+/// Where `cargo build-shim` puts the static shim, relative to the target
+/// directory (`.cargo/config.toml`: `--target x86_64-unknown-linux-gnu --profile shim`).
+pub const STATIC_SHIM: &str = "x86_64-unknown-linux-gnu/shim/cgsplit-shim";
+
+/// The static shim built by `cargo build-shim`, if it exists. Otherwise prints
+/// `skipping: …` and returns `None`, or panics when `CI` is set.
+pub fn static_shim_or_skip() -> Option<PathBuf> {
+    let target = bins::target_dir();
+    let root = target.parent().unwrap_or(&target);
+    let shim = root.join(STATIC_SHIM);
+    if shim.is_file() {
+        return Some(shim);
+    }
+    skip(format!(
+        "{} is not built (run `cargo build-shim`)",
+        shim.display()
+    ))
+}
+
+fn skip<T>(reason: String) -> Option<T> {
+    if std::env::var_os(CI_VAR).is_some() {
+        panic!("{reason}, and {CI_VAR} is set: failing instead of skipping");
+    }
+    eprintln!("skipping: {reason}");
+    None
+}
+
+/// A testbed run, configured by builder methods; [`Testbed::run_sh`] runs it.
+#[derive(Debug, Clone)]
+pub struct Testbed {
+    exe: PathBuf,
+    uid: Option<u32>,
+    home: Option<PathBuf>,
+    env: Vec<(String, String)>,
+    log: Option<PathBuf>,
+    timeout_secs: u64,
+}
+
+impl Testbed {
+    /// A testbed using the built `cgsplit-testbed` binary (see [`bins::bin`];
+    /// panics if it is not built). Does not check the host: see [`Testbed::or_skip`].
+    pub fn new() -> Self {
+        Testbed {
+            exe: bins::bin("cgsplit-testbed"),
+            uid: None,
+            home: None,
+            env: Vec::new(),
+            log: None,
+            timeout_secs: 120,
+        }
+    }
+
+    /// `Some(Testbed::new())` if the host can run it. Otherwise prints
+    /// `skipping: <reason>` and returns `None` — or panics with the reason when
+    /// the `CI` environment variable is set, so CI cannot pass by skipping.
+    pub fn or_skip() -> Option<Self> {
+        match unsupported_reason() {
+            None => Some(Self::new()),
+            Some(r) => skip(format!("testbed unavailable: {r}")),
+        }
+    }
+
+    /// Same as [`Testbed::or_skip`].
+    pub fn new_or_skip() -> Option<Self> {
+        Self::or_skip()
+    }
+
+    /// Run as `uid` instead of the `cgsplit-test` user.
+    pub fn uid(mut self, uid: u32) -> Self {
+        self.uid = Some(uid);
+        self
+    }
+
+    /// Use `dir` as `$HOME` (it is chowned to the uid, recursively).
+    pub fn home(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.home = Some(dir.into());
+        self
+    }
+
+    /// Set `key=value` in the command's environment.
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Append systemd's messages (debug level) to `file`.
+    pub fn log(mut self, file: impl Into<PathBuf>) -> Self {
+        self.log = Some(file.into());
+        self
+    }
+
+    /// Overall timeout of a run in seconds (default 120).
+    pub fn timeout_secs(mut self, secs: u64) -> Self {
+        self.timeout_secs = secs;
+        self
+    }
+
+    /// The `cgsplit-testbed … -- program args…` command, stdio not yet set.
+    pub fn command<S: AsRef<OsStr>>(&self, program: impl AsRef<OsStr>, args: &[S]) -> Command {
+        let mut c = Command::new(&self.exe);
+        if let Some(u) = self.uid {
+            c.arg("--uid").arg(u.to_string());
+        }
+        if let Some(h) = &self.home {
+            c.arg("--home").arg(h);
+        }
+        for (k, v) in &self.env {
+            c.arg("--env").arg(format!("{k}={v}"));
+        }
+        if let Some(l) = &self.log {
+            c.arg("--log").arg(l);
+        }
+        c.arg("--timeout").arg(self.timeout_secs.to_string());
+        c.arg("--").arg(program);
+        c.args(args);
+        c
+    }
+
+    /// Runs `/bin/sh -c script` inside the testbed as the test uid and
+    /// collects its exit status, stdout and stderr (the testbed's own
+    /// diagnostics are on stderr, prefixed `cgsplit-testbed:`; exit 125 means
+    /// the testbed itself failed).
+    pub fn run_sh(&self, script: &str) -> Output {
+        let script = format!("TESTBED_UID=$(id -u); export TESTBED_UID\n{script}");
+        self.command("/bin/sh", &["-c", &script])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.exe.display()))
+    }
+}
+
+impl Default for Testbed {
+    fn default() -> Self {
+        Self::new()
+    }
+}
