@@ -63,6 +63,16 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 ///
 /// Errors: [`Error::Io`] naming the step and file; the temp file is removed.
 pub fn write_atomic(path: &Path, bytes: &[u8], new_mode: u32) -> Result<PathBuf> {
+    write_atomic_inner(path, bytes, new_mode, false)
+}
+
+/// Like [`write_atomic`], but the result always gets `mode` (for files
+/// cgsplit owns, such as the shim copy, mode 0755).
+pub fn write_atomic_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<PathBuf> {
+    write_atomic_inner(path, bytes, mode, true)
+}
+
+fn write_atomic_inner(path: &Path, bytes: &[u8], new_mode: u32, force: bool) -> Result<PathBuf> {
     let target = resolve(path)?;
     let dir = target
         .parent()
@@ -79,9 +89,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8], new_mode: u32) -> Result<PathBuf>
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(e).ctx("stat", &target),
     };
-    let mode = old
-        .as_ref()
-        .map_or(new_mode, |m| m.permissions().mode() & 0o7777);
+    let mode = match &old {
+        Some(m) if !force => m.permissions().mode() & 0o7777,
+        _ => new_mode,
+    };
     let tmp = dir.join(format!(
         ".{name}.cgsplit-{}-{}.tmp",
         std::process::id(),

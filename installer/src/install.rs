@@ -151,9 +151,8 @@ fn put_if_different(path: &Path, bytes: &[u8], mode: u32) -> Result<bool> {
             return Ok(false);
         }
     }
-    // Replace rather than keep an old mode: these are our files.
-    fsio::remove_file(path)?;
-    fsio::write_atomic(path, bytes, mode)?;
+    // Our own files: the mode is ours to set, not kept from the old file.
+    fsio::write_atomic_mode(path, bytes, mode)?;
     Ok(true)
 }
 
