@@ -15,7 +15,10 @@
 //! may run in parallel. The script runs as the test uid (by default the system
 //! user `cgsplit-test`), from a leaf cgroup inside `user@<uid>.service`, with
 //! `HOME`, `USER`, `XDG_RUNTIME_DIR`, `DBUS_SESSION_BUS_ADDRESS`, `PATH` and
-//! every [`Testbed::env`] set; `$TESTBED_UID` holds the uid.
+//! every [`Testbed::env`] set; `$TESTBED_UID` holds the uid. Its working
+//! directory is `$HOME` (by default a fresh directory on the run's private
+//! `/run`, so scratch files there cannot collide between parallel tests);
+//! pass absolute paths.
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -110,7 +113,8 @@ impl Testbed {
         Self::or_skip()
     }
 
-    /// Run as `uid` instead of the `cgsplit-test` user.
+    /// Run as `uid` instead of the `cgsplit-test` user. It needs an
+    /// `/etc/passwd` entry: dbus-daemon refuses to run without one.
     pub fn uid(mut self, uid: u32) -> Self {
         self.uid = Some(uid);
         self

@@ -258,3 +258,43 @@ fn a_bus_without_systemd_is_reported_as_no_user_manager() {
     assert_eq!(get(&v, "stderr_lines", &out), "1");
     assert_eq!(get(&v, "keepers", &out).trim(), "", "no keeper left behind");
 }
+
+#[test]
+fn provision_resets_a_failed_scope_and_says_so() {
+    // A scope of the same name that fails (RuntimeMaxSec ran out) and, without
+    // CollectMode=inactive-or-failed, stays loaded as `failed`.
+    let Some(out) = run(r#"
+        systemd-run --user --quiet --scope --unit=cgsplit-620.scope -p RuntimeMaxSec=200ms sleep 30 2>/dev/null
+        echo "before=$(systemctl --user is-active cgsplit-620.scope)"
+        stdout=$("$CGSPLIT" provision --app 620 2>$HOME/err); echo "rc=$?"
+        echo "stdout=$stdout"
+        echo "stderr=$(cat $HOME/err)"
+        echo "after=$(systemctl --user is-active cgsplit-620.scope)"
+        echo "keeper_procs=$(procs "/sys/fs/cgroup$stdout/keeper")"
+        echo "keepers=$(keepers)"
+    "#) else {
+        return;
+    };
+    let v = vars(&out);
+    let uid = uid(&v, &out);
+    assert_eq!(get(&v, "before", &out), "failed");
+    assert_eq!(
+        get(&v, "rc", &out),
+        "0",
+        "stderr: {}",
+        get(&v, "stderr", &out)
+    );
+    assert_eq!(get(&v, "stdout", &out), scope::scope_cgroup(uid, app()));
+    assert_eq!(
+        get(&v, "stderr", &out),
+        format!(
+            "cgsplit: {} had failed; reset it and created it again",
+            scope::scope_unit(app())
+        )
+    );
+    assert_eq!(get(&v, "after", &out), "active");
+    assert_eq!(
+        get(&v, "keeper_procs", &out).trim(),
+        get(&v, "keepers", &out).trim()
+    );
+}

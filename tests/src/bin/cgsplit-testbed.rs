@@ -1,6 +1,7 @@
 //! `cgsplit-testbed`: run one command as an unprivileged uid under a private,
 //! real `systemd --user` (root only). Exit status: the command's (128 + signal
-//! if it was killed); 125 when the testbed itself failed.
+//! if it was killed); 125 when the testbed itself failed. CMD runs with its
+//! working directory at `$HOME`, so give it absolute paths.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -15,7 +16,7 @@ use cgsplit_tests::runner::{self, Config};
     example = "cgsplit-testbed --env CGSPLIT=target/debug/cgsplit -- sh -c '$CGSPLIT provision --app 620'"
 )]
 struct Args {
-    /// uid to run as (default: the system user cgsplit-test, created if missing)
+    /// uid to run as; must be in /etc/passwd (default: the system user cgsplit-test, created if missing)
     #[argh(option)]
     uid: Option<u32>,
     /// home directory, chowned to the uid (default: a fresh one on the private /run)

@@ -52,6 +52,20 @@ pub fn run(cfg: &Config) -> Result<i32, Error> {
         return Err(Error::Unsupported(r));
     }
     let uid = match cfg.uid {
+        // dbus-daemon refuses to run for a uid without a passwd entry ("Could
+        // not get password database information for UID of current process").
+        Some(u)
+            if sys::find_account(
+                &fs::read_to_string("/etc/passwd").unwrap_or_default(),
+                &|a| a.uid == u,
+            )
+            .is_none() =>
+        {
+            return Err(Error::User {
+                user: u.to_string(),
+                detail: "no /etc/passwd entry for this uid; dbus-daemon (the session bus) refuses to run without one".into(),
+            });
+        }
         Some(u) => u,
         None => sys::ensure_system_user(TEST_USER)?.uid,
     };
