@@ -50,7 +50,11 @@ fn main() {
         ));
         return;
     }
-    report(&format!("game pid={} cgroup={}", std::process::id(), own_cgroup()));
+    report(&format!(
+        "game pid={} cgroup={}",
+        std::process::id(),
+        own_cgroup()
+    ));
     let status = Command::new(std::env::current_exe().expect("fake-game: current_exe"))
         .arg("--child")
         .arg(std::process::id().to_string())
