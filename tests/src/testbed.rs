@@ -36,11 +36,6 @@ pub fn unsupported_reason() -> Option<String> {
     runner::outer::unsupported_reason()
 }
 
-/// `<target>/<profile>/`, where the workspace's binaries are (see [`bins::target_dir`]).
-pub fn bin_dir() -> PathBuf {
-    bins::target_dir()
-}
-
 /// `path` quoted for a POSIX shell script ([`cgsplit_core::launch::sh_quote`]).
 pub fn sh(path: &Path) -> String {
     cgsplit_core::launch::sh_quote(&path.to_string_lossy()).into_owned()
@@ -106,11 +101,6 @@ impl Testbed {
             None => Some(Self::new()),
             Some(r) => skip(format!("testbed unavailable: {r}")),
         }
-    }
-
-    /// Same as [`Testbed::or_skip`].
-    pub fn new_or_skip() -> Option<Self> {
-        Self::or_skip()
     }
 
     /// Run as `uid` instead of the `cgsplit-test` user. It needs an

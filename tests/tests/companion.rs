@@ -20,11 +20,15 @@ fn app() -> AppId {
     AppId::new(APP).unwrap()
 }
 
-/// Runs `script` as the test uid with `$CGSPLIT` pointing at the companion and
+/// Runs `script` as the test uid with `$CGSPLIT` pointing at the companion
+/// (as the testbed exposes it: `$CGSPLIT_BIN`) and
 /// shell helpers defined; `None` when the host cannot run the testbed.
 fn run(script: &str) -> Option<Output> {
-    let tb = Testbed::or_skip()?.env("CGSPLIT", bin("cgsplit").display().to_string());
+    // Fail early, with the build command, when the companion is not built.
+    bin("cgsplit");
+    let tb = Testbed::or_skip()?;
     let prelude = r#"
+CGSPLIT="$CGSPLIT_BIN/cgsplit"
 # pids of live keeper processes (argv: cgsplit-keeper keeper), space-separated
 keepers() {
     for p in /proc/[0-9]*; do

@@ -49,7 +49,7 @@ fn field<'a>(line: &'a str, key: &str) -> &'a str {
 
 #[test]
 fn install_provision_launch_release_remove() {
-    let Some(bed) = testbed::Testbed::new_or_skip() else {
+    let Some(bed) = testbed::Testbed::or_skip() else {
         return;
     };
     let Some(shim) = testbed::static_shim_or_skip() else {
@@ -73,13 +73,13 @@ fn install_provision_launch_release_remove() {
 
     let script = format!(
         r#"set -u
-bin={bin}; out={out}
+bin=$CGSPLIT_BIN; shim=$CGSPLIT_SHIM; out={out}
 root=$(readlink -f "$HOME/.steam/root")
 lc="$root/{lc_rel}"
-"$bin/cgsplit-install" --game 620 --shim {shim} >"$out/install.log" 2>&1; echo $? >"$out/install.rc"
+"$bin/cgsplit-install" --game 620 --shim "$shim" >"$out/install.log" 2>&1; echo $? >"$out/install.rc"
 cp "$lc" "$out/localconfig.installed"
 cp -a "$root/compatibilitytools.d/cgsplit" "$out/tool.installed"
-"$bin/cgsplit-install" --game 620 --shim {shim} >>"$out/install.log" 2>&1; echo $? >>"$out/install.rc"
+"$bin/cgsplit-install" --game 620 --shim "$shim" >>"$out/install.log" 2>&1; echo $? >>"$out/install.rc"
 cp "$lc" "$out/localconfig.installed2"
 "$bin/cgsplit" provision --app 620 >"$out/scope" 2>"$out/provision.log"; echo $? >"$out/provision.rc"
 scope=$(cat "$out/scope")
@@ -91,9 +91,7 @@ cat "/sys/fs/cgroup$scope/keeper/cgroup.procs" >"$out/keeper.procs"
 if [ -e "/sys/fs/cgroup$scope" ]; then echo present; else echo gone; fi >"$out/after-release"
 "$bin/cgsplit-install" --remove --game 620 >"$out/remove.log" 2>&1; echo $? >"$out/remove.rc"
 "#,
-        bin = testbed::sh(&testbed::bin_dir()),
         out = testbed::sh(&out),
-        shim = testbed::sh(&shim),
     );
     let run = bed.home(&home).run_sh(&script);
     let read = |name: &str| std::fs::read_to_string(out.join(name)).unwrap_or_default();

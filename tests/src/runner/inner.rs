@@ -24,6 +24,7 @@ pub const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
 struct Ctx {
     acct: Account,
+    target: Target,
     home: PathBuf,
     runtime: PathBuf,
     service_cg: PathBuf,
@@ -49,6 +50,11 @@ impl Ctx {
             "DBUS_SESSION_BUS_ADDRESS".into(),
             format!("unix:path={}/bus", self.runtime.display()),
         ));
+        env.push(("CGSPLIT_BIN".into(), self.target.bin.display().to_string()));
+        env.push((
+            "CGSPLIT_SHIM".into(),
+            self.target.shim.display().to_string(),
+        ));
         env
     }
 
@@ -64,6 +70,45 @@ impl Ctx {
             );
         }
     }
+}
+
+/// Where the command finds the workspace's binaries inside the namespace.
+struct Target {
+    /// `CGSPLIT_BIN`: `<target>/<profile>` as seen from inside.
+    bin: PathBuf,
+    /// `CGSPLIT_SHIM`: the static shim built by `cargo build-shim`.
+    shim: PathBuf,
+}
+
+/// Where [`bind_target`] mounts the cargo target directory.
+pub const TARGET_MOUNT: &str = "/run/cgsplit-target";
+
+/// Bind-mounts the cargo target directory holding this binary
+/// (`<target>/<profile>/cgsplit-testbed`) at [`TARGET_MOUNT`], so the
+/// unprivileged test uid reaches the built binaries even when the checkout
+/// sits below a directory it cannot search (a clone under `/root`, say).
+fn bind_target() -> Result<Target, Error> {
+    let exe = std::env::current_exe().map_err(Error::io("resolve", "/proc/self/exe"))?;
+    let profile_dir = exe.parent().unwrap_or(Path::new("/"));
+    let profile = profile_dir.file_name().unwrap_or_default();
+    let target = profile_dir.parent().unwrap_or(Path::new("/"));
+    fs::create_dir_all(TARGET_MOUNT).map_err(Error::io("create directory", TARGET_MOUNT))?;
+    mount(
+        Some(target),
+        TARGET_MOUNT,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(Error::sys(format!(
+        "bind-mount {} on {TARGET_MOUNT}",
+        target.display()
+    )))?;
+    let root = Path::new(TARGET_MOUNT);
+    Ok(Target {
+        bin: root.join(profile),
+        shim: root.join(crate::testbed::STATIC_SHIM),
+    })
 }
 
 /// Runs the inner half; returns the command's exit code (128 + signal).
@@ -103,6 +148,7 @@ pub fn run(cfg: &Config) -> Result<i32, Error> {
     fs::create_dir_all("/run/systemd/system")
         .map_err(Error::io("create directory", "/run/systemd/system"))?;
     let tail = journal::listen(cfg.log.as_deref())?;
+    let target = bind_target()?;
 
     // What logind + user@.service would do: the delegated service cgroup and
     // the runtime directory, owned by the user.
@@ -124,6 +170,7 @@ pub fn run(cfg: &Config) -> Result<i32, Error> {
 
     let cx = Ctx {
         acct,
+        target,
         home,
         runtime,
         service_cg,
