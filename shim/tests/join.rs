@@ -9,7 +9,7 @@ use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io::ErrorKind;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::chown;
+use std::os::unix::fs::{PermissionsExt, chown};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -143,7 +143,26 @@ impl Out {
 /// The shim with `args`, without any of Steam's app id variables from the
 /// environment the tests run in.
 fn shim<S: AsRef<OsStr>>(args: impl IntoIterator<Item = S>) -> Command {
-    let mut c = Command::new(SHIM);
+    shim_at(Path::new(SHIM), args)
+}
+
+/// A copy of the shim another uid can execute: the checkout (and so the
+/// target directory) may sit below a directory only root can search, such as
+/// a clone under `/root`. Removed with the returned directory.
+fn shim_for_others() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::Builder::new()
+        .prefix("cgsplit-shimtest-bin-")
+        .tempdir()
+        .unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let copy = dir.path().join("cgsplit-shim");
+    std::fs::copy(SHIM, &copy).unwrap();
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (dir, copy)
+}
+
+fn shim_at<S: AsRef<OsStr>>(exe: &Path, args: impl IntoIterator<Item = S>) -> Command {
+    let mut c = Command::new(exe);
     c.args(args);
     for v in APP_ID_VARS {
         c.env_remove(v);
@@ -289,8 +308,9 @@ fn leaf_not_writable_for_another_uid_warns_and_runs_the_game() {
     let cg = TestCgroup::new(&mount, true);
     let mut args = scope_args(&cg);
     args.extend(["--", "/bin/echo", "ran"].map(OsString::from));
+    let (_bin, exe) = shim_for_others();
     // Root-owned leaf: refused at open().
-    let out = run(shim(&args).uid(NOBODY).gid(NOBODY));
+    let out = run(shim_at(&exe, &args).uid(NOBODY).gid(NOBODY));
     assert_eq!(out.code, Some(0));
     assert_eq!(out.stdout(), "ran\n");
     let line = out.one_line();
@@ -307,7 +327,7 @@ fn leaf_not_writable_for_another_uid_warns_and_runs_the_game() {
     // Leaf handed to the uid but the common ancestor is root's: refused at write().
     chown(cg.game(), Some(NOBODY), Some(NOBODY)).unwrap();
     chown(cg.game().join("cgroup.procs"), Some(NOBODY), Some(NOBODY)).unwrap();
-    let out = run(shim(&args).uid(NOBODY).gid(NOBODY));
+    let out = run(shim_at(&exe, &args).uid(NOBODY).gid(NOBODY));
     assert_eq!(out.code, Some(0));
     assert_eq!(out.stdout(), "ran\n");
     let line = out.one_line();
