@@ -217,50 +217,37 @@ impl UserManager {
     /// Maps a zbus error of `method` on `unit` to [`Error`]: error replies by
     /// name, "nobody owns org.freedesktop.systemd1" as [`Error::NoUserManager`].
     fn error(&self, method: &'static str, unit: &str, e: zbus::Error) -> Error {
-        match e {
+        let (name, message) = match e {
             zbus::Error::MethodError(name, message, _) => {
-                let name = name.to_string();
-                let message = message.unwrap_or_default();
-                if is_no_manager(&name) {
-                    Error::NoUserManager {
-                        address: self.address.clone(),
-                        name,
-                        message,
-                    }
-                } else {
-                    Error::Call {
-                        method,
-                        unit: unit.to_owned(),
-                        name,
-                        message,
-                    }
-                }
+                (name.to_string(), message.unwrap_or_default())
             }
-            zbus::Error::FDO(fdo) => {
-                let name = zbus::DBusError::name(&*fdo).to_string();
-                let message = zbus::DBusError::description(&*fdo)
+            zbus::Error::FDO(fdo) => (
+                zbus::DBusError::name(&*fdo).to_string(),
+                zbus::DBusError::description(&*fdo)
                     .unwrap_or_default()
-                    .to_owned();
-                if is_no_manager(&name) {
-                    Error::NoUserManager {
-                        address: self.address.clone(),
-                        name,
-                        message,
-                    }
-                } else {
-                    Error::Call {
-                        method,
-                        unit: unit.to_owned(),
-                        name,
-                        message,
-                    }
-                }
+                    .to_owned(),
+            ),
+            source => {
+                return Error::Bus {
+                    method,
+                    unit: unit.to_owned(),
+                    source: Box::new(source),
+                };
             }
-            source => Error::Bus {
+        };
+        if is_no_manager(&name) {
+            Error::NoUserManager {
+                address: self.address.clone(),
+                name,
+                message,
+            }
+        } else {
+            Error::Call {
                 method,
                 unit: unit.to_owned(),
-                source: Box::new(source),
-            },
+                name,
+                message,
+            }
         }
     }
 
