@@ -3,8 +3,9 @@
 //! on a real `systemd --user` (private namespaces, real D-Bus, real cgroup v2)
 //! → a Steam-style launch (`fake-steam`: `%command%` substituted, `/bin/sh -c`,
 //! Steam's env) through the static shim → the game **and its child** are in
-//! `…/games.slice/cgsplit-620.scope/game` → release → `--remove` →
-//! `localconfig.vdf` byte-identical to the original.
+//! `…/games.slice/cgsplit-620.scope/game`, also when launched through the
+//! registered compatibility tool's `toolmanifest.vdf` commandline → release →
+//! `--remove` → `localconfig.vdf` byte-identical to the original.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -76,6 +77,7 @@ fn install_provision_launch_release_remove() {
 bin=$CGSPLIT_BIN; shim=$CGSPLIT_SHIM; out={out}
 root=$(readlink -f "$HOME/.steam/root")
 lc="$root/{lc_rel}"
+cp "$lc" "$out/localconfig.orig"
 "$bin/cgsplit-install" --game 620 --shim "$shim" >"$out/install.log" 2>&1; echo $? >"$out/install.rc"
 cp "$lc" "$out/localconfig.installed"
 cp -a "$root/compatibilitytools.d/cgsplit" "$out/tool.installed"
@@ -86,6 +88,12 @@ scope=$(cat "$out/scope")
 FAKE_GAME_REPORT="$out/report" "$bin/fake-steam" --localconfig "$lc" --app 620 --root "$root" \
     -- "$root/steamapps/common/Portal 2/portal2_linux" 'arg with space' >"$out/launch.log" 2>&1
 echo $? >"$out/launch.rc"
+# The same game chosen to run under the cgsplit compatibility tool, with the
+# user's original launch options: the tool's own entry point joins the scope.
+FAKE_GAME_REPORT="$out/report.tool" "$bin/fake-steam" --localconfig "$out/localconfig.orig" --app 620 \
+    --root "$root" --tool "$root/compatibilitytools.d/cgsplit" \
+    -- "$root/steamapps/common/Portal 2/portal2_linux" >"$out/launch.tool.log" 2>&1
+echo $? >"$out/launch.tool.rc"
 cat "/sys/fs/cgroup$scope/keeper/cgroup.procs" >"$out/keeper.procs"
 "$bin/cgsplit" release --app 620 >"$out/release.log" 2>&1; echo $? >"$out/release.rc"
 if [ -e "/sys/fs/cgroup$scope" ]; then echo present; else echo gone; fi >"$out/after-release"
@@ -185,6 +193,22 @@ if [ -e "/sys/fs/cgroup$scope" ]; then echo present; else echo gone; fi >"$out/a
         "{report}"
     );
     assert!(report.contains("env SteamAppId=620"), "{report}");
+
+    // Through the compatibility tool's commandline (toolmanifest.vdf), too.
+    assert_eq!(read("launch.tool.rc"), "0\n", "{}", read("launch.tool.log"));
+    let report = read("report.tool");
+    for who in ["game ", "child "] {
+        let line = report
+            .lines()
+            .find(|l| l.starts_with(who))
+            .unwrap_or_else(|| panic!("no {who}line: {report}\n{}", read("launch.tool.log")));
+        assert_eq!(field(line, "cgroup"), game_leaf, "via the tool: {report}");
+    }
+    assert!(
+        read("launch.tool.log").contains("compat waitforexitandrun --"),
+        "{}",
+        read("launch.tool.log")
+    );
 
     // The keeper kept the scope alive from its own leaf.
     let keeper = read("keeper.procs");

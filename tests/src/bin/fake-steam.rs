@@ -1,6 +1,6 @@
 //! Stand-in for the Steam client's game launch, for tests and the demo.
 //!
-//! `fake-steam --localconfig FILE --app N [--root DIR] -- GAME [ARGS…]`
+//! `fake-steam --localconfig FILE --app N [--root DIR] [--tool DIR] -- GAME [ARGS…]`
 //!
 //! Reproduces what Steam documents (Steam compatibility tool interface,
 //! "Launch options" and "Environment"; STEAM.md §3):
@@ -10,7 +10,12 @@
 //! - `%command%` is replaced by the game's command line; options without
 //!   `%command%` are appended to it;
 //! - the line is run by `/bin/sh -c`, with `SteamAppId`, `SteamGameId`,
-//!   `STEAM_COMPAT_APP_ID` = N and `STEAM_COMPAT_CLIENT_INSTALL_PATH` = the root.
+//!   `STEAM_COMPAT_APP_ID` = N and `STEAM_COMPAT_CLIENT_INSTALL_PATH` = the root;
+//! - with `--tool DIR` (a compatibility tool chosen for the game), the game
+//!   command is prefixed by the tool's `toolmanifest.vdf` `commandline`: its
+//!   first word is relative to DIR, `%verb%` becomes `waitforexitandrun`, and
+//!   `STEAM_COMPAT_TOOL_PATHS` = DIR ("Command-line" and "Native Linux Steam
+//!   games" in the interface doc).
 //!
 //! Exits with the shell's status (128+signal when it was killed).
 
@@ -49,14 +54,36 @@ fn launch_options(text: &str, app: &str) -> Result<String, String> {
         .to_owned())
 }
 
+/// The shell fragment a v2 tool manifest's `commandline` gives for a game
+/// launch: `/entry args` with the entry made absolute under `dir` and
+/// `%verb%` replaced by `waitforexitandrun`.
+fn tool_commandline(manifest: &str, dir: &str) -> Result<String, String> {
+    let vdf = keyvalues_parser::parse(manifest)
+        .map_err(|e| format!("not valid VDF: {e}"))?
+        .into_vdf();
+    let obj = vdf.value.get_obj().ok_or("root is not a block")?;
+    let line = child(obj, "commandline")
+        .and_then(Value::get_str)
+        .ok_or("no manifest/commandline")?;
+    if !line.starts_with('/') {
+        return Err(format!("commandline {line:?} does not start with /"));
+    }
+    Ok(format!(
+        "{}{}",
+        sh_quote(dir),
+        line.replace("%verb%", "waitforexitandrun")
+    ))
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
-    let (mut localconfig, mut app, mut root) = (None, None, None);
+    let (mut localconfig, mut app, mut root, mut tool) = (None, None, None, None);
     loop {
         match args.next().as_deref() {
             Some("--localconfig") => localconfig = args.next(),
             Some("--app") => app = args.next(),
             Some("--root") => root = args.next(),
+            Some("--tool") => tool = args.next(),
             Some("--") => break,
             _ => usage(),
         }
@@ -76,11 +103,22 @@ fn main() {
         eprintln!("fake-steam: {localconfig}: {e}");
         std::process::exit(1)
     });
-    let command = game
+    let mut command = game
         .iter()
         .map(|a| sh_quote(a).into_owned())
         .collect::<Vec<_>>()
         .join(" ");
+    if let Some(dir) = &tool {
+        let manifest = format!("{dir}/toolmanifest.vdf");
+        let tool_line = std::fs::read_to_string(&manifest)
+            .map_err(|e| e.to_string())
+            .and_then(|t| tool_commandline(&t, dir))
+            .unwrap_or_else(|e| {
+                eprintln!("fake-steam: {manifest}: {e}");
+                std::process::exit(1)
+            });
+        command = format!("{tool_line} {command}");
+    }
     let line = if options.contains(COMMAND) {
         options.replace(COMMAND, &command)
     } else if options.trim().is_empty() {
@@ -97,6 +135,9 @@ fn main() {
         .env("STEAM_COMPAT_APP_ID", &app);
     if let Some(root) = root {
         cmd.env("STEAM_COMPAT_CLIENT_INSTALL_PATH", root);
+    }
+    if let Some(dir) = tool {
+        cmd.env("STEAM_COMPAT_TOOL_PATHS", dir);
     }
     let status = cmd.status().unwrap_or_else(|e| {
         eprintln!("fake-steam: cannot run /bin/sh: {e}");
@@ -119,5 +160,16 @@ mod tests {
         assert_eq!(launch_options(t, "620").unwrap(), "a \"b\" %command%");
         assert_eq!(launch_options(t, "400").unwrap(), "");
         assert!(launch_options("\"x\" {", "620").is_err());
+    }
+
+    #[test]
+    fn tool_commandline_is_rooted_in_the_tool_dir() {
+        let m =
+            "\"manifest\"\n{\n\t\"version\"\t\t\"2\"\n\t\"commandline\"\t\t\"/run %verb% --\"\n}\n";
+        assert_eq!(
+            super::tool_commandline(m, "/a b").unwrap(),
+            "'/a b'/run waitforexitandrun --"
+        );
+        assert!(super::tool_commandline("\"manifest\" { \"commandline\" \"run\" }", "/t").is_err());
     }
 }
