@@ -75,6 +75,20 @@ fn read_localconfig(t: &Target) -> Result<Vec<u8>> {
     fsio::read_if_exists(&t.localconfig)?.ok_or_else(|| Error::NoLocalConfig(t.localconfig.clone()))
 }
 
+/// Copies the current `localconfig.vdf` bytes into the private backup
+/// directory (`<state dir>/backups/localconfig-<account>.<unix time>.bak`)
+/// and says where.
+fn backup_localconfig(o: &Options, t: &Target, src: &[u8]) -> Result<PathBuf> {
+    let backup = fsio::backup(
+        &o.state_dir.join(state::BACKUPS),
+        &format!("localconfig-{}", t.account),
+        o.now,
+        src,
+    )?;
+    println!("Backup: {}", backup.display());
+    Ok(backup)
+}
+
 fn lc_err(t: &Target) -> impl Fn(localconfig::LocalConfigError) -> Error + '_ {
     |source| Error::LocalConfig {
         path: t.localconfig.clone(),
@@ -273,13 +287,7 @@ pub fn install(o: &Options) -> Result<()> {
     }
     let mut record = record;
     if set.changed {
-        let backup = fsio::backup(
-            &o.state_dir.join(state::BACKUPS),
-            &format!("localconfig-{}", t.account),
-            o.now,
-            &src,
-        )?;
-        println!("Backup: {}", backup.display());
+        let backup = backup_localconfig(o, &t, &src)?;
         if record.backup.is_empty() {
             record.backup = utf8(&backup)?;
         }
@@ -371,13 +379,7 @@ pub fn remove(o: &Options) -> Result<()> {
         .map_err(lc_err(&t))?
         .map(|c| c.value);
     if new != src {
-        let backup = fsio::backup(
-            &o.state_dir.join(state::BACKUPS),
-            &format!("localconfig-{}", t.account),
-            o.now,
-            &src,
-        )?;
-        println!("Backup: {}", backup.display());
+        backup_localconfig(o, &t, &src)?;
         let written = fsio::replace_checked(&t.localconfig, &src, &new)?;
         println!("Wrote {}", written.display());
     }
