@@ -10,9 +10,13 @@
 //!   on pure v2, hybrid (`/sys/fs/cgroup/unified`) and flatpak bind-mounted views.
 //! - [`launch`]: Steam launch options: POSIX-shell quoting and placing the shim
 //!   immediately before `%command%`.
+//! - [`policy`]: the network policy's text form (config, launch line, helper
+//!   API, `user.cgsplit.policy` xattr) and the helper's D-Bus names.
 
 pub mod launch;
 pub mod mountinfo;
+pub mod policy;
 pub mod scope;
 
+pub use policy::NetworkPolicy;
 pub use scope::AppId;

@@ -1,0 +1,1 @@
+//! cgroup eBPF network filter: programs in `bpf/c/`, loaded with aya.

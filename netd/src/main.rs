@@ -1,0 +1,2 @@
+//! `cgsplit-netd`: the privileged helper (system D-Bus service and root CLI).
+fn main() {}
