@@ -77,6 +77,10 @@ pub struct Testbed {
     env: Vec<(String, String)>,
     log: Option<PathBuf>,
     timeout_secs: u64,
+    system_bus: bool,
+    system_bus_config: Option<PathBuf>,
+    root_daemons: Vec<String>,
+    net: bool,
 }
 
 impl Testbed {
@@ -90,6 +94,10 @@ impl Testbed {
             env: Vec::new(),
             log: None,
             timeout_secs: 120,
+            system_bus: false,
+            system_bus_config: None,
+            root_daemons: Vec::new(),
+            net: false,
         }
     }
 
@@ -134,6 +142,37 @@ impl Testbed {
         self
     }
 
+    /// Start a private system bus (`dbus-daemon --system`, the distribution's
+    /// policy) in the namespace; `DBUS_SYSTEM_BUS_ADDRESS` points at it for
+    /// the command and the root daemons. `flatpak --user install` needs one.
+    pub fn system_bus(mut self) -> Self {
+        self.system_bus = true;
+        self
+    }
+
+    /// Start the private system bus with `config` (a dbus-daemon config file,
+    /// e.g. one that includes a shipped policy file) instead of `system.conf`.
+    pub fn system_bus_config(mut self, config: impl Into<PathBuf>) -> Self {
+        self.system_bus_config = Some(config.into());
+        self
+    }
+
+    /// Run `script` (`/bin/sh -c`) as root in the background, in its own
+    /// cgroup under `system.slice`, after the system bus and before the user
+    /// manager; it is killed when the command is done. Repeatable. It sees
+    /// `PATH`, `DBUS_SYSTEM_BUS_ADDRESS`, `CGSPLIT_BIN`, `CGSPLIT_SHIM` and
+    /// every [`Testbed::env`]; its output goes to the testbed's stdout/stderr.
+    pub fn root_daemon(mut self, script: impl Into<String>) -> Self {
+        self.root_daemons.push(script.into());
+        self
+    }
+
+    /// Run in a private network namespace (only `lo`, brought up).
+    pub fn net(mut self) -> Self {
+        self.net = true;
+        self
+    }
+
     /// The `cgsplit-testbed … -- program args…` command, stdio not yet set.
     pub fn command<S: AsRef<OsStr>>(&self, program: impl AsRef<OsStr>, args: &[S]) -> Command {
         let mut c = Command::new(&self.exe);
@@ -150,6 +189,18 @@ impl Testbed {
             c.arg("--log").arg(l);
         }
         c.arg("--timeout").arg(self.timeout_secs.to_string());
+        if self.system_bus {
+            c.arg("--system-bus");
+        }
+        if let Some(f) = &self.system_bus_config {
+            c.arg("--system-bus-config").arg(f);
+        }
+        for d in &self.root_daemons {
+            c.arg("--root-daemon").arg(d);
+        }
+        if self.net {
+            c.arg("--net");
+        }
         c.arg("--").arg(program);
         c.args(args);
         c

@@ -34,6 +34,18 @@ struct Args {
     /// print phase timings to stderr
     #[argh(switch, short = 'v')]
     verbose: bool,
+    /// start a private system bus (dbus-daemon --system) inside the namespace
+    #[argh(switch)]
+    system_bus: bool,
+    /// the system bus's config file instead of system.conf (implies --system-bus)
+    #[argh(option)]
+    system_bus_config: Option<PathBuf>,
+    /// shell command run as root in the background before the user manager (repeatable)
+    #[argh(option)]
+    root_daemon: Vec<String>,
+    /// also unshare the network namespace (only lo, up)
+    #[argh(switch)]
+    net: bool,
     /// internal: run as PID 1 of the namespaces
     #[argh(switch, hidden_help)]
     inner: bool,
@@ -73,6 +85,10 @@ fn run(a: Args) -> anyhow::Result<i32> {
         log: a.log,
         timeout: Duration::from_secs(a.timeout),
         verbose: a.verbose,
+        system_bus: a.system_bus || a.system_bus_config.is_some(),
+        system_bus_config: a.system_bus_config,
+        root_daemons: a.root_daemon,
+        net: a.net,
         cmd: a.cmd.into_iter().map(Into::into).collect(),
     };
     Ok(if a.inner {

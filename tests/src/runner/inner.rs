@@ -31,6 +31,11 @@ struct Ctx {
     tail: Tail,
     t0: Instant,
     verbose: bool,
+    /// `DBUS_SYSTEM_BUS_ADDRESS`, when a private system bus runs.
+    system_bus: Option<String>,
+    /// Pids of our own background children (system bus, root daemons), so
+    /// the orphan reaper leaves them to their owners.
+    keep: Vec<u32>,
 }
 
 impl Ctx {
@@ -50,12 +55,20 @@ impl Ctx {
             "DBUS_SESSION_BUS_ADDRESS".into(),
             format!("unix:path={}/bus", self.runtime.display()),
         ));
+        if let Some(a) = &self.system_bus {
+            env.push(("DBUS_SYSTEM_BUS_ADDRESS".into(), a.clone()));
+        }
         env.push(("CGSPLIT_BIN".into(), self.target.bin.display().to_string()));
         env.push((
             "CGSPLIT_SHIM".into(),
             self.target.shim.display().to_string(),
         ));
         env
+    }
+
+    /// `keep` plus our background children, for [`sys::reap_orphans`].
+    fn keep(&self, keep: &[u32]) -> Vec<u32> {
+        keep.iter().chain(&self.keep).copied().collect()
     }
 
     fn ids(&self) -> Option<(u32, u32)> {
@@ -168,7 +181,7 @@ pub fn run(cfg: &Config) -> Result<i32, Error> {
     fs::create_dir_all(&home).map_err(Error::io("create directory", &home))?;
     sys::chown_recursive(&home, uid, gid)?;
 
-    let cx = Ctx {
+    let mut cx = Ctx {
         acct,
         target,
         home,
@@ -177,14 +190,115 @@ pub fn run(cfg: &Config) -> Result<i32, Error> {
         tail,
         t0,
         verbose: cfg.verbose,
+        system_bus: None,
+        keep: Vec::new(),
     };
     cx.note("namespace ready");
 
-    let mut systemd = start_systemd(&cx, cfg.log.is_some())?;
-    let sd_pid = systemd.id();
-    let result = run_with_systemd(&cx, cfg, &mut systemd);
-    stop_systemd(&mut systemd, sd_pid);
+    let mut background = Vec::new();
+    let result = start_root_side(&mut cx, cfg, &mut background).and_then(|()| {
+        let mut systemd = start_systemd(&cx, cfg.log.is_some())?;
+        let sd_pid = systemd.id();
+        let result = run_with_systemd(&cx, cfg, &mut systemd);
+        stop_systemd(&mut systemd, sd_pid);
+        result
+    });
+    // Root daemons first, the bus last; by pid, newest first.
+    for mut child in background.into_iter().rev() {
+        let pid = child.id();
+        stop_systemd(&mut child, pid);
+    }
     result
+}
+
+/// `lo` up (with `--net`), the private system bus, and the root daemons; each
+/// started child is pushed to `background` and its pid to `cx.keep`.
+fn start_root_side(cx: &mut Ctx, cfg: &Config, background: &mut Vec<Child>) -> Result<(), Error> {
+    if cfg.net {
+        let st = std::process::Command::new("ip")
+            .args(["link", "set", "lo", "up"])
+            .status()
+            .map_err(|source| Error::Spawn {
+                what: "ip link set lo up".into(),
+                source,
+            })?;
+        if !st.success() {
+            return Err(Error::Unsupported(format!(
+                "`ip link set lo up` failed: {st}"
+            )));
+        }
+    }
+    if cfg.system_bus || cfg.system_bus_config.is_some() {
+        let sock = Path::new(super::SYSTEM_BUS_SOCKET);
+        let dir = sock.parent().unwrap_or(Path::new("/run"));
+        fs::create_dir_all(dir).map_err(Error::io("create directory", dir))?;
+        let cg = Path::new("/sys/fs/cgroup/system.slice/dbus.service");
+        fs::create_dir_all(cg).map_err(Error::io("create cgroup", cg))?;
+        let mut cmd = sys::command_in("dbus-daemon", sys::open_procs(cg)?, None);
+        match &cfg.system_bus_config {
+            Some(c) => cmd.arg(format!("--config-file={}", c.display())),
+            None => cmd.arg("--system"),
+        };
+        let address = format!("unix:path={}", sock.display());
+        cmd.args(["--nofork", "--nopidfile", &format!("--address={address}")])
+            .env_clear()
+            .env("PATH", PATH)
+            .current_dir("/")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        let mut child = cmd.spawn().map_err(|source| Error::Spawn {
+            what: "dbus-daemon (system bus)".into(),
+            source,
+        })?;
+        let end = Instant::now() + BUS_TIMEOUT;
+        while !sock.exists() {
+            if let Ok(Some(st)) = child.try_wait() {
+                return Err(Error::Unsupported(format!(
+                    "the private system bus (dbus-daemon) exited ({st}) before {} appeared",
+                    sock.display()
+                )));
+            }
+            if Instant::now() >= end {
+                sys::signal(&child, Signal::SIGKILL);
+                let _ = child.wait();
+                return Err(Error::Unsupported(format!(
+                    "the private system bus did not create {} within {} s",
+                    sock.display(),
+                    BUS_TIMEOUT.as_secs()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        cx.keep.push(child.id());
+        background.push(child);
+        cx.system_bus = Some(address);
+        cx.note("system bus");
+    }
+    for (n, script) in cfg.root_daemons.iter().enumerate() {
+        let cg = PathBuf::from(format!(
+            "/sys/fs/cgroup/system.slice/cgsplit-testbed-root-{n}"
+        ));
+        fs::create_dir_all(&cg).map_err(Error::io("create cgroup", &cg))?;
+        let mut cmd = sys::command_in("/bin/sh", sys::open_procs(&cg)?, None);
+        let mut env = cx.client_env();
+        env.retain(|(k, _)| k != "DBUS_SESSION_BUS_ADDRESS" && k != "XDG_RUNTIME_DIR");
+        env.retain(|(k, _)| k != "HOME" && k != "USER" && k != "LOGNAME");
+        cmd.args(["-c", script])
+            .env_clear()
+            .env("HOME", "/root")
+            .envs(env)
+            .envs(cfg.env.iter().map(|(k, v)| (k, v)))
+            .current_dir("/")
+            .stdin(Stdio::null());
+        let child = cmd.spawn().map_err(|source| Error::Spawn {
+            what: format!("root daemon `{script}`"),
+            source,
+        })?;
+        cx.keep.push(child.id());
+        background.push(child);
+        cx.note("root daemon started");
+    }
+    Ok(())
 }
 
 fn start_systemd(cx: &Ctx, debug: bool) -> Result<Child, Error> {
@@ -272,7 +386,7 @@ fn run_with_systemd(cx: &Ctx, cfg: &Config, systemd: &mut Child) -> Result<i32, 
     })?;
     let ping_pid = p.id();
     let st = sys::wait_timeout(&mut p, MANAGER_TIMEOUT + Duration::from_secs(1), || {
-        sys::reap_orphans(&[sd_pid, ping_pid])
+        sys::reap_orphans(&cx.keep(&[sd_pid, ping_pid]))
     });
     let ok = matches!(st, Some(s) if s.success());
     if !ok {
@@ -305,7 +419,7 @@ fn run_with_systemd(cx: &Ctx, cfg: &Config, systemd: &mut Child) -> Result<i32, 
     let mut sd_reported = false;
     loop {
         if let Some(st) = sys::wait_timeout(&mut child, Duration::from_millis(200), || {
-            sys::reap_orphans(&[sd_pid, cid])
+            sys::reap_orphans(&cx.keep(&[sd_pid, cid]))
         }) {
             return Ok(exit_code(st));
         }

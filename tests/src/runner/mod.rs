@@ -35,6 +35,9 @@ pub const RUN_CGROUP_PREFIX: &str = "cgsplit-testbed-";
 /// pids (TEST-ENVIRONMENT.md step 5).
 pub const CLIENT_LEAF: &str = "app.slice/cgsplit-testbed";
 
+/// Where the private system bus listens ([`Config::system_bus`]).
+pub const SYSTEM_BUS_SOCKET: &str = "/run/dbus/system_bus_socket";
+
 /// The systemd binary started as the user manager.
 pub const SYSTEMD: &str = "/lib/systemd/systemd";
 
@@ -57,6 +60,21 @@ pub struct Config {
     pub timeout: Duration,
     /// Print phase timings to stderr.
     pub verbose: bool,
+    /// Start a private system bus (`dbus-daemon --system`) inside the
+    /// namespace at [`SYSTEM_BUS_SOCKET`] before anything else;
+    /// `DBUS_SYSTEM_BUS_ADDRESS` points there for every process started.
+    pub system_bus: bool,
+    /// The system bus's configuration file instead of the distribution's
+    /// `system.conf` (implies [`Config::system_bus`]); its `<listen>` is
+    /// overridden with [`SYSTEM_BUS_SOCKET`].
+    pub system_bus_config: Option<PathBuf>,
+    /// Shell commands started as root, in the background, each in its own
+    /// cgroup `system.slice/cgsplit-testbed-root-<n>`, after the system bus and
+    /// before the user manager (e.g. the privileged helper). Killed (by pid)
+    /// when the command is done.
+    pub root_daemons: Vec<String>,
+    /// Also unshare the network namespace (only `lo`, brought up).
+    pub net: bool,
     /// The command and its arguments.
     pub cmd: Vec<OsString>,
 }

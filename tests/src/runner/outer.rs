@@ -99,6 +99,9 @@ fn run_in(cfg: &Config, uid: u32, cg: &Path) -> Result<i32, Error> {
         // If unshare dies, its child (our PID 1) is killed, and with it the namespace.
         "--kill-child",
     ]);
+    if cfg.net {
+        cmd.arg("--net");
+    }
     cmd.arg(&exe)
         .arg("--inner")
         .arg("--uid")
@@ -116,6 +119,19 @@ fn run_in(cfg: &Config, uid: u32, cg: &Path) -> Result<i32, Error> {
     }
     if cfg.verbose {
         cmd.arg("--verbose");
+    }
+    if cfg.system_bus {
+        cmd.arg("--system-bus");
+    }
+    if let Some(c) = &cfg.system_bus_config {
+        let c = std::path::absolute(c).map_err(Error::io("resolve", c))?;
+        cmd.arg("--system-bus-config").arg(c);
+    }
+    for d in &cfg.root_daemons {
+        cmd.arg("--root-daemon").arg(d);
+    }
+    if cfg.net {
+        cmd.arg("--net");
     }
     cmd.arg("--").args(&cfg.cmd);
     cmd.stdin(Stdio::inherit());
