@@ -4,6 +4,8 @@
 //! D-Bus: it builds and parses names and strings. The shim links it too, so
 //! it stays dependency-free (std only).
 //!
+//! - [`chain`]: Steam's wrappers (reaper, steam-launch-wrapper, runtime entry
+//!   points) at the front of a game's argv, and where a second shim goes.
 //! - [`scope`]: the fixed cgroup layout (`games.slice/cgsplit-<appid>.scope/{keeper,game}`)
 //!   and the unit names behind it.
 //! - [`mountinfo`]: finding the directory of a cgroup from `/proc/self/mountinfo` text,
@@ -13,6 +15,7 @@
 //! - [`policy`]: the network policy's text form (config, launch line, helper
 //!   API, `user.cgsplit.policy` xattr) and the helper's D-Bus names.
 
+pub mod chain;
 pub mod launch;
 pub mod mountinfo;
 pub mod policy;
