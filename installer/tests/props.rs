@@ -12,8 +12,10 @@
 //! Case counts are small so the file runs in seconds in a debug build.
 
 use cgsplit_install::steam::localconfig;
-use cgsplit_install::vdf::{self, Document, Edit, lex};
+use cgsplit_install::vdf::{self, Document, Edit, VerifyError, lex};
+use lex::TokenKind;
 use proptest::prelude::*;
+use std::ops::Range;
 
 /// A model KeyValues node: a string or a block of pairs in file order.
 #[derive(Debug, Clone)]
@@ -413,5 +415,117 @@ proptest! {
         no_panic(&src, &c.value, c.appid);
         let (a, b) = (span.0.index(src.len() + 2), span.1.index(src.len() + 2));
         let _ = vdf::checked_apply(&src, &Edit { span: a..b, bytes: ins });
+    }
+}
+
+fn kept(t: &lex::Token) -> bool {
+    t.kind != TokenKind::Whitespace
+}
+
+/// The first, obviously correct form of [`vdf::checked_apply`]: both files
+/// lexed to full token vectors and compared. The streaming version must
+/// accept and refuse exactly the same edits.
+fn reference_checked_apply(old: &[u8], edit: &Edit) -> Result<Vec<u8>, VerifyError> {
+    let (s, e) = (edit.span.start, edit.span.end);
+    if s > e || e > old.len() {
+        return Err(VerifyError::BadSpan {
+            start: s,
+            end: e,
+            len: old.len(),
+        });
+    }
+    let new = vdf::edit::apply(old, edit);
+    let old_doc = Document::parse(old)?;
+    let new_doc = Document::parse(&new)?;
+    let ins_end = s + edit.bytes.len();
+    let outside = |offset| VerifyError::OutsideChanged {
+        start: s,
+        end: e,
+        offset,
+    };
+    let mut expect: Vec<(TokenKind, Range<usize>)> = Vec::new();
+    for t in old_doc.tokens.iter().filter(|t| kept(t)) {
+        if t.span.end <= s && t.span.start < s {
+            expect.push((t.kind, t.span.clone()));
+        } else if t.span.start >= e && t.span.end > e {
+            expect.push((t.kind, t.span.start - e + ins_end..t.span.end - e + ins_end));
+        } else if !(t.span.start >= s && t.span.end <= e) {
+            return Err(outside(t.span.start));
+        }
+    }
+    let mut got = new_doc
+        .tokens
+        .iter()
+        .filter(|t| kept(t))
+        .filter(|t| !(t.span.start >= s && t.span.end <= ins_end && !t.span.is_empty()))
+        .map(|t| (t.kind, t.span.clone()));
+    for want in &expect {
+        match got.next() {
+            Some(g) if &g == want => {}
+            Some(g) => return Err(outside(g.1.start)),
+            None => return Err(outside(new.len())),
+        }
+    }
+    if let Some(g) = got.next() {
+        return Err(outside(g.1.start));
+    }
+    Ok(new)
+}
+
+/// An edit that replaces one random token of `src` (or inserts before it)
+/// with random VDF-ish bytes or a well-formed quoted string.
+fn token_edit(
+    src: &[u8],
+    at: prop::sample::Index,
+    ins: Vec<u8>,
+    quoted_value: Option<String>,
+    insert: bool,
+) -> Edit {
+    let toks = lex::lex(src).unwrap_or_default();
+    let bytes = match quoted_value {
+        Some(v) => {
+            let mut out = Vec::new();
+            quoted(&mut out, &v);
+            out
+        }
+        None => ins,
+    };
+    if toks.is_empty() {
+        return Edit { span: 0..0, bytes };
+    }
+    let t = &toks[at.index(toks.len())];
+    let span = if insert {
+        t.span.start..t.span.start
+    } else {
+        t.span.clone()
+    };
+    Edit { span, bytes }
+}
+
+proptest! {
+    #![proptest_config(config(300))]
+
+    /// The streaming check agrees with the full-vector reference.
+    #[test]
+    fn streaming_check_matches_the_reference(
+        c in case(),
+        at in any::<prop::sample::Index>(),
+        ins in vdf_bytes(),
+        value in prop::option::of(text()),
+        insert in any::<bool>(),
+        mutate in prop::option::of((any::<prop::sample::Index>(), vdf_bytes())),
+    ) {
+        let mut src = render(&c.root, &c.children, c.crlf, c.trailing_nl);
+        if let Some((i, b)) = mutate {
+            let i = i.index(src.len() + 1);
+            src.splice(i..i, b.into_iter().take(2));
+        }
+        let edit = token_edit(&src, at, ins, value, insert);
+        let got = vdf::checked_apply(&src, &edit);
+        let want = reference_checked_apply(&src, &edit);
+        prop_assert_eq!(got.is_ok(), want.is_ok(), "streaming {:?} vs reference {:?}", got.as_ref().err(), want.as_ref().err());
+        if let (Ok(a), Ok(b)) = (got, want) {
+            prop_assert!(a == b);
+        }
     }
 }

@@ -30,9 +30,9 @@ pub enum LocalConfigError {
     /// The text does not lex or its blocks do not balance.
     #[error("not valid KeyValues text: {0}")]
     Parse(#[from] ParseError),
-    /// No top-level `UserLocalConfigStore` block.
-    #[error("no top-level \"{ROOT}\" block; this is not a localconfig.vdf")]
-    NoRoot,
+    /// No top-level block of the expected name (e.g. `UserLocalConfigStore`).
+    #[error("no top-level \"{0}\" block; this is not the file cgsplit expected")]
+    NoRoot(String),
     /// A key on the path holds a string where a block is needed.
     #[error("\"{path}\" (byte {offset}) is a string, expected a {{ block }}")]
     NotABlock {
@@ -96,6 +96,43 @@ pub struct SetResult {
     pub changed: bool,
 }
 
+/// A string key below a chain of blocks, e.g.
+/// `UserLocalConfigStore/Software/Valve/Steam/apps/620` + `LaunchOptions`.
+/// Block names are matched ASCII case-insensitively, first match per level.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyPath {
+    /// Top-level block first, then each nested block, in default spelling
+    /// (used when a block has to be created).
+    pub blocks: Vec<String>,
+    /// The string key inside the last block.
+    pub key: String,
+}
+
+impl KeyPath {
+    /// `blocks` + `key` as owned strings.
+    pub fn new(blocks: &[&str], key: &str) -> Self {
+        KeyPath {
+            blocks: blocks.iter().map(|b| (*b).to_owned()).collect(),
+            key: key.to_owned(),
+        }
+    }
+
+    fn focus(&self) -> Vec<&str> {
+        self.blocks.iter().map(String::as_str).collect()
+    }
+}
+
+/// `UserLocalConfigStore/Software/Valve/Steam/apps/<appid>/LaunchOptions`.
+pub fn launch_options_path(appid: u32) -> KeyPath {
+    let mut blocks = vec![ROOT.to_owned()];
+    blocks.extend(APPS_PATH.iter().map(|s| (*s).to_owned()));
+    blocks.push(appid.to_string());
+    KeyPath {
+        blocks,
+        key: KEY.to_owned(),
+    }
+}
+
 /// Where the lookup of the key path ended.
 enum Located<'d> {
     /// The `LaunchOptions` pair, and its app block pair.
@@ -119,16 +156,14 @@ fn children(p: &Pair) -> &[Pair] {
     }
 }
 
-/// Walks `ROOT/APPS_PATH…/<appid>/LaunchOptions`, first match per level.
-fn locate<'d>(doc: &'d Document, appid: u32) -> Result<Located<'d>, LocalConfigError> {
+/// Walks `kp.blocks…/kp.key`, first match per level.
+fn locate<'d>(doc: &'d Document, kp: &KeyPath) -> Result<Located<'d>, LocalConfigError> {
     let root = doc
         .pairs
         .iter()
-        .find(|p| doc.key_is(p, ROOT) && matches!(p.value, Value::Block { .. }))
-        .ok_or(LocalConfigError::NoRoot)?;
-    let app = appid.to_string();
-    let mut names: Vec<&str> = APPS_PATH.to_vec();
-    names.push(&app);
+        .find(|p| doc.key_is(p, &kp.blocks[0]) && matches!(p.value, Value::Block { .. }))
+        .ok_or_else(|| LocalConfigError::NoRoot(kp.blocks[0].clone()))?;
+    let names = &kp.blocks[1..];
     let mut block = root;
     let mut path = name_of(doc, root);
     for (i, name) in names.iter().enumerate() {
@@ -152,7 +187,7 @@ fn locate<'d>(doc: &'d Document, appid: u32) -> Result<Located<'d>, LocalConfigE
             }
         }
     }
-    match doc.find(children(block), KEY) {
+    match doc.find(children(block), &kp.key) {
         Some(p) => Ok(Located::Found {
             pair: p,
             path: format!("{path}/{}", name_of(doc, p)),
@@ -190,8 +225,17 @@ fn current(doc: &Document, pair: &Pair, path: String) -> Result<Current, LocalCo
 /// Errors: unparseable text, no `UserLocalConfigStore`, a path key holding a
 /// string, `LaunchOptions` holding a block or non-UTF-8 bytes.
 pub fn read(src: &[u8], appid: u32) -> Result<Option<Current>, LocalConfigError> {
-    let doc = Document::parse(src)?;
-    match locate(&doc, appid)? {
+    read_at(src, &launch_options_path(appid))
+}
+
+/// The value at `kp`, `None` when the key (or any block above it) is absent.
+/// Only the blocks on the path are kept in memory (see
+/// [`Document::parse_focused`]).
+///
+/// Errors: as [`read`].
+pub fn read_at(src: &[u8], kp: &KeyPath) -> Result<Option<Current>, LocalConfigError> {
+    let doc = Document::parse_focused(src, &kp.focus())?;
+    match locate(&doc, kp)? {
         Located::Found { pair, path } => current(&doc, pair, path).map(Some),
         Located::Missing { .. } => Ok(None),
     }
@@ -200,14 +244,19 @@ pub fn read(src: &[u8], appid: u32) -> Result<Option<Current>, LocalConfigError>
 /// The key path `…/apps/<appid>/LaunchOptions` as spelled in `src` where it
 /// exists, in default spelling below that.
 pub fn key_path(src: &[u8], appid: u32) -> Result<String, LocalConfigError> {
-    let doc = Document::parse(src)?;
-    Ok(match locate(&doc, appid)? {
+    key_path_at(src, &launch_options_path(appid))
+}
+
+/// `kp` as spelled in `src` where it exists, in default spelling below that.
+///
+/// Errors: as [`read`].
+pub fn key_path_at(src: &[u8], kp: &KeyPath) -> Result<String, LocalConfigError> {
+    let doc = Document::parse_focused(src, &kp.focus())?;
+    Ok(match locate(&doc, kp)? {
         Located::Found { path, .. } => path,
         Located::Missing { level, path, .. } => {
-            let app = appid.to_string();
-            let mut rest: Vec<&str> = APPS_PATH.to_vec();
-            rest.push(&app);
-            rest.push(KEY);
+            let mut rest: Vec<&str> = kp.blocks[1..].iter().map(String::as_str).collect();
+            rest.push(&kp.key);
             format!("{path}/{}", rest[level..].join("/"))
         }
     })
@@ -251,20 +300,26 @@ fn indent_unit<'s>(doc: &Document<'s>) -> Vec<u8> {
 
 /// The text that creates `names` (nested blocks) holding `KEY value`, to be
 /// inserted at a line start (`indent` given) or inline (`indent` `None`).
-fn creation(names: &[String], value: &[u8], indent: Option<(&[u8], &[u8])>, nl: &[u8]) -> Vec<u8> {
+fn creation(
+    names: &[String],
+    key: &str,
+    value: &[u8],
+    indent: Option<(&[u8], &[u8])>,
+    nl: &[u8],
+) -> Vec<u8> {
     let mut out = Vec::new();
     let quoted = |s: &[u8]| [&b"\""[..], &lex::escape(s), b"\""].concat();
     match (names.split_first(), indent) {
         (None, Some((ind, _))) => {
             out.extend_from_slice(ind);
-            out.extend_from_slice(&quoted(KEY.as_bytes()));
+            out.extend_from_slice(&quoted(key.as_bytes()));
             out.extend_from_slice(b"\t\t");
             out.extend_from_slice(&quoted(value));
             out.extend_from_slice(nl);
         }
         (None, None) => {
             out.push(b' ');
-            out.extend_from_slice(&quoted(KEY.as_bytes()));
+            out.extend_from_slice(&quoted(key.as_bytes()));
             out.extend_from_slice(b"\t\t");
             out.extend_from_slice(&quoted(value));
         }
@@ -273,7 +328,7 @@ fn creation(names: &[String], value: &[u8], indent: Option<(&[u8], &[u8])>, nl: 
             for part in [ind, &quoted(name.as_bytes()), nl, ind, b"{", nl] {
                 out.extend_from_slice(part);
             }
-            out.extend(creation(rest, value, Some((&inner, unit)), nl));
+            out.extend(creation(rest, key, value, Some((&inner, unit)), nl));
             for part in [ind, b"}", nl] {
                 out.extend_from_slice(part);
             }
@@ -282,7 +337,7 @@ fn creation(names: &[String], value: &[u8], indent: Option<(&[u8], &[u8])>, nl: 
             out.push(b' ');
             out.extend_from_slice(&quoted(name.as_bytes()));
             out.extend_from_slice(b" {");
-            out.extend(creation(rest, value, None, nl));
+            out.extend(creation(rest, key, value, None, nl));
             out.push(b'}');
         }
     }
@@ -290,7 +345,7 @@ fn creation(names: &[String], value: &[u8], indent: Option<(&[u8], &[u8])>, nl: 
 }
 
 /// The edit that inserts `names…/KEY value` into the block `block`.
-fn insertion(doc: &Document, block: &Pair, names: &[String], value: &[u8]) -> Edit {
+fn insertion(doc: &Document, block: &Pair, names: &[String], key: &str, value: &[u8]) -> Edit {
     let Value::Block {
         close, children, ..
     } = &block.value
@@ -310,13 +365,13 @@ fn insertion(doc: &Document, block: &Pair, names: &[String], value: &[u8]) -> Ed
             let at = line_start(doc.src, close_at);
             Edit {
                 span: at..at,
-                bytes: creation(names, value, Some((&inner, &unit)), nl),
+                bytes: creation(names, key, value, Some((&inner, &unit)), nl),
             }
         }
         // `{ … }` on one line: insert ` "K"\t\t"v"` right before `}`.
         None => Edit {
             span: close_at..close_at,
-            bytes: creation(names, value, None, nl),
+            bytes: creation(names, key, value, None, nl),
         },
     }
 }
@@ -379,11 +434,11 @@ fn value_splice(old: &lex::Decoded, new: &[u8]) -> (Range<usize>, Vec<u8>) {
 
 fn read_back(
     new: &[u8],
-    appid: u32,
+    kp: &KeyPath,
     want: Option<&[u8]>,
     path: &str,
 ) -> Result<(), LocalConfigError> {
-    let got = read(new, appid)?;
+    let got = read_at(new, kp)?;
     let ok = match (&got, want) {
         (Some(c), Some(w)) => c.token == w,
         (None, None) => true,
@@ -407,8 +462,15 @@ fn read_back(
 ///
 /// Errors: see [`LocalConfigError`]; nothing is returned to write then.
 pub fn set(src: &[u8], appid: u32, value: &str) -> Result<SetResult, LocalConfigError> {
-    let doc = Document::parse(src)?;
-    let (edit, old, created_blocks, path) = match locate(&doc, appid)? {
+    set_at(src, &launch_options_path(appid), value)
+}
+
+/// Sets the string at `kp` to `value`, as [`set`] does for `LaunchOptions`.
+///
+/// Errors: see [`LocalConfigError`].
+pub fn set_at(src: &[u8], kp: &KeyPath, value: &str) -> Result<SetResult, LocalConfigError> {
+    let doc = Document::parse_focused(src, &kp.focus())?;
+    let (edit, old, created_blocks, path) = match locate(&doc, kp)? {
         Located::Found { pair, path } => {
             let old = current(&doc, pair, path.clone())?;
             if old.value == value {
@@ -447,24 +509,22 @@ pub fn set(src: &[u8], appid: u32, value: &str) -> Result<SetResult, LocalConfig
             (edit, Some(old), 0, path)
         }
         Located::Missing { block, level, path } => {
-            let app = appid.to_string();
-            let mut names: Vec<String> = APPS_PATH.iter().map(|s| s.to_string()).collect();
-            names.push(app);
-            let names = &names[level..];
-            let edit = insertion(&doc, block, names, value.as_bytes());
-            let path = format!("{path}/{}/{KEY}", names.join("/"));
+            let names = &kp.blocks[1 + level..];
+            let edit = insertion(&doc, block, names, &kp.key, value.as_bytes());
+            let path = format!("{path}/{}", [names, std::slice::from_ref(&kp.key)].concat().join("/"));
             (edit, None, names.len(), path)
         }
     };
+    drop(doc);
     let new = vdf::checked_apply(src, &edit)?;
     let want = [&b"\""[..], &lex::escape(value.as_bytes()), b"\""].concat();
     // An existing token keeps its own escapes, so compare decoded values.
-    match read(&new, appid)? {
+    match read_at(&new, kp)? {
         Some(c) if c.value == value => {}
         _ => return Err(LocalConfigError::ReadBack { path }),
     }
     if old.is_none() {
-        read_back(&new, appid, Some(&want), &path)?;
+        read_back(&new, kp, Some(&want), &path)?;
     }
     Ok(SetResult {
         new,
@@ -480,8 +540,15 @@ pub fn set(src: &[u8], appid: u32, value: &str) -> Result<SetResult, LocalConfig
 /// Errors: as [`set`]; also [`LocalConfigError::ReadBack`] when the key is
 /// absent or `token` is not a single string token.
 pub fn put_token(src: &[u8], appid: u32, token: &[u8]) -> Result<Vec<u8>, LocalConfigError> {
-    let doc = Document::parse(src)?;
-    let (pair, path) = match locate(&doc, appid)? {
+    put_token_at(src, &launch_options_path(appid), token)
+}
+
+/// [`put_token`] for any key path.
+///
+/// Errors: as [`put_token`].
+pub fn put_token_at(src: &[u8], kp: &KeyPath, token: &[u8]) -> Result<Vec<u8>, LocalConfigError> {
+    let doc = Document::parse_focused(src, &kp.focus())?;
+    let (pair, path) = match locate(&doc, kp)? {
         Located::Found { pair, path } => (pair, path),
         Located::Missing { path, .. } => return Err(LocalConfigError::ReadBack { path }),
     };
@@ -493,8 +560,9 @@ pub fn put_token(src: &[u8], appid: u32, token: &[u8]) -> Result<Vec<u8>, LocalC
         span: doc.tokens[t].span.clone(),
         bytes: token.to_vec(),
     };
+    drop(doc);
     let new = vdf::checked_apply(src, &edit)?;
-    read_back(&new, appid, Some(token), &path)?;
+    read_back(&new, kp, Some(token), &path)?;
     Ok(new)
 }
 
@@ -505,20 +573,32 @@ pub fn put_token(src: &[u8], appid: u32, token: &[u8]) -> Result<Vec<u8>, LocalC
 ///
 /// Errors: as [`set`]; returns the input unchanged when the key is absent.
 pub fn remove(src: &[u8], appid: u32, created_blocks: usize) -> Result<Vec<u8>, LocalConfigError> {
-    let doc = Document::parse(src)?;
-    let (pair, path) = match locate(&doc, appid)? {
+    remove_at(src, &launch_options_path(appid), created_blocks)
+}
+
+/// [`remove`] for any key path.
+///
+/// Errors: as [`remove`].
+pub fn remove_at(
+    src: &[u8],
+    kp: &KeyPath,
+    created_blocks: usize,
+) -> Result<Vec<u8>, LocalConfigError> {
+    let focus = kp.focus();
+    let doc = Document::parse_focused(src, &focus)?;
+    let (pair, path) = match locate(&doc, kp)? {
         Located::Found { pair, path } => (pair, path),
         Located::Missing { .. } => return Ok(src.to_vec()),
     };
-    let mut new = vdf::checked_apply(src, &removal(&doc, pair))?;
-    read_back(&new, appid, None, &path)?;
-    let app = appid.to_string();
-    let mut names: Vec<&str> = APPS_PATH.to_vec();
-    names.push(&app);
+    let edit = removal(&doc, pair);
+    drop(doc);
+    let mut new = vdf::checked_apply(src, &edit)?;
+    read_back(&new, kp, None, &path)?;
+    let names = &kp.blocks[1..];
     for depth in (names.len() + 1 - created_blocks.min(names.len())..=names.len()).rev() {
-        let doc = Document::parse(&new)?;
-        let Some(root) = doc.pairs.iter().find(|p| doc.key_is(p, ROOT)) else {
-            return Err(LocalConfigError::NoRoot);
+        let doc = Document::parse_focused(&new, &focus)?;
+        let Some(root) = doc.pairs.iter().find(|p| doc.key_is(p, &kp.blocks[0])) else {
+            return Err(LocalConfigError::NoRoot(kp.blocks[0].clone()));
         };
         let mut pair = root;
         for name in &names[..depth] {
@@ -535,6 +615,7 @@ pub fn remove(src: &[u8], appid: u32, created_blocks: usize) -> Result<Vec<u8>, 
             return Ok(new);
         }
         let edit = removal(&doc, pair);
+        drop(doc);
         new = vdf::checked_apply(&new, &edit)?;
     }
     Ok(new)
@@ -845,7 +926,10 @@ mod tests {
             read(b"\"a\" \"b", 1),
             Err(LocalConfigError::Parse(_))
         ));
-        assert_eq!(read(b"\"Other\" {}", 1), Err(LocalConfigError::NoRoot));
+        assert!(matches!(
+            read(b"\"Other\" {}", 1),
+            Err(LocalConfigError::NoRoot(_))
+        ));
         assert!(matches!(
             set(b"\"UserLocalConfigStore\" { \"Software\" \"oops\" }", 1, "x"),
             Err(LocalConfigError::NotABlock { ref path, offset: 25 }) if path == "UserLocalConfigStore/Software"

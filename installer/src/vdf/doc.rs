@@ -76,6 +76,90 @@ pub enum ParseError {
 /// hostile file must not be able to nest without bound.
 pub const MAX_DEPTH: usize = 256;
 
+/// The balance rules of [`Document::parse`] checked token by token, with
+/// no tree kept: feed every token in order, then [`Shape::finish`].
+#[derive(Debug, Default, Clone)]
+pub struct Shape {
+    /// Offsets of the open `{`s.
+    opens: Vec<usize>,
+    /// Offset of a key still waiting for its value.
+    pending_key: Option<usize>,
+}
+
+impl Shape {
+    /// Takes the next token.
+    ///
+    /// Errors: as [`Document::parse`].
+    pub fn feed(&mut self, t: &Token) -> Result<(), ParseError> {
+        match (t.kind, self.pending_key) {
+            (
+                TokenKind::Whitespace
+                | TokenKind::Comment
+                | TokenKind::Directive
+                | TokenKind::Conditional,
+                _,
+            ) => {}
+            (TokenKind::Quoted | TokenKind::Unquoted, None) => {
+                self.pending_key = Some(t.span.start);
+            }
+            (TokenKind::Quoted | TokenKind::Unquoted, Some(_)) => self.pending_key = None,
+            (TokenKind::Open, Some(_)) => {
+                if self.opens.len() >= MAX_DEPTH {
+                    return Err(ParseError::TooDeep {
+                        offset: t.span.start,
+                    });
+                }
+                self.opens.push(t.span.start);
+                self.pending_key = None;
+            }
+            (TokenKind::Open, None) => {
+                return Err(ParseError::BlockWithoutKey {
+                    offset: t.span.start,
+                });
+            }
+            (TokenKind::Close, Some(offset)) => return Err(ParseError::MissingValue { offset }),
+            (TokenKind::Close, None) => {
+                self.opens.pop().ok_or(ParseError::UnexpectedClose {
+                    offset: t.span.start,
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// True when both are at the same block depth and both do (or do not)
+    /// wait for a value: the same tokens from here on are then accepted or
+    /// refused alike.
+    pub fn same_state(&self, other: &Shape) -> bool {
+        self.opens.len() == other.opens.len()
+            && self.pending_key.is_some() == other.pending_key.is_some()
+    }
+
+    /// Ends the input.
+    ///
+    /// Errors: a key without value or an unclosed `{`.
+    pub fn finish(self) -> Result<(), ParseError> {
+        if let Some(offset) = self.pending_key {
+            return Err(ParseError::MissingValue { offset });
+        }
+        if let Some(&offset) = self.opens.last() {
+            return Err(ParseError::Unclosed { offset });
+        }
+        Ok(())
+    }
+}
+
+/// Checks that `src` lexes and its blocks balance, storing nothing.
+///
+/// Errors: as [`Document::parse`].
+pub fn validate(src: &[u8]) -> Result<(), ParseError> {
+    let mut shape = Shape::default();
+    for t in lex::Lexer::new(src) {
+        shape.feed(&t?)?;
+    }
+    shape.finish()
+}
+
 /// A lexed and structured document borrowing its source bytes.
 #[derive(Debug, Clone)]
 pub struct Document<'a> {
@@ -180,6 +264,152 @@ impl<'a> Document<'a> {
             src,
             tokens,
             pairs: top,
+        })
+    }
+
+    /// Like [`Document::parse`], but keeps only what an edit below the key
+    /// path `focus` needs, so a 10 MB file costs kilobytes, not a token
+    /// vector 2.5× its size. Kept: top-level pairs; inside the first block
+    /// pair whose key matches `focus[0]` (case-insensitively, first match as
+    /// Valve's lookup), its own pairs; inside the first of those matching
+    /// `focus[1]`, its pairs; and so on, with the block at the end of the
+    /// path fully listed one level deep. Blocks off the path appear as pairs
+    /// with their `{`/`}` tokens and no children. Whitespace tokens are not
+    /// kept; comments at kept levels are. Token indexes in the result refer
+    /// to the sparse [`Document::tokens`].
+    ///
+    /// The whole input is still lexed and checked for balance: errors are the
+    /// same as [`Document::parse`]'s.
+    pub fn parse_focused(src: &'a [u8], focus: &[&str]) -> Result<Self, ParseError> {
+        struct FFrame {
+            key: Option<usize>,
+            open: Option<usize>,
+            open_offset: usize,
+            children: Vec<Pair>,
+            /// Children of this frame are kept.
+            kept: bool,
+            /// Path level of this frame's children (index into `focus`).
+            level: usize,
+            /// A child matched `focus[level]` already.
+            descended: bool,
+        }
+        let mut tokens: Vec<Token> = Vec::new();
+        let mut stack: Vec<FFrame> = Vec::new();
+        let mut top = FFrame {
+            key: None,
+            open: None,
+            open_offset: 0,
+            children: Vec::new(),
+            kept: true,
+            level: 0,
+            descended: false,
+        };
+        // (offset of the key, index in `tokens` if kept)
+        let mut pending_key: Option<(usize, Option<usize>)> = None;
+        let matches = |t: &Token, name: &str| {
+            lex::decode(src, t)
+                .bytes
+                .eq_ignore_ascii_case(name.as_bytes())
+        };
+        for t in lex::Lexer::new(src) {
+            let t = t?;
+            match (t.kind, pending_key) {
+                (TokenKind::Whitespace, _) => {}
+                (TokenKind::Comment | TokenKind::Directive | TokenKind::Conditional, _) => {
+                    if stack.last().unwrap_or(&top).kept {
+                        tokens.push(t);
+                    }
+                }
+                (TokenKind::Quoted | TokenKind::Unquoted, None) => {
+                    let idx = stack.last().unwrap_or(&top).kept.then(|| {
+                        tokens.push(t.clone());
+                        tokens.len() - 1
+                    });
+                    pending_key = Some((t.span.start, idx));
+                }
+                (TokenKind::Quoted | TokenKind::Unquoted, Some((_, key))) => {
+                    if let Some(key) = key {
+                        tokens.push(t);
+                        stack.last_mut().unwrap_or(&mut top).children.push(Pair {
+                            key,
+                            value: Value::Str(tokens.len() - 1),
+                        });
+                    }
+                    pending_key = None;
+                }
+                (TokenKind::Open, Some((_, key))) => {
+                    let depth = stack.len();
+                    let cur = stack.last_mut().unwrap_or(&mut top);
+                    if depth >= MAX_DEPTH {
+                        return Err(ParseError::TooDeep {
+                            offset: t.span.start,
+                        });
+                    }
+                    let (kept, level) = match key {
+                        Some(k)
+                            if !cur.descended
+                                && cur.level < focus.len()
+                                && matches(&tokens[k], focus[cur.level]) =>
+                        {
+                            cur.descended = true;
+                            (true, cur.level + 1)
+                        }
+                        _ => (false, usize::MAX),
+                    };
+                    let open = key.map(|_| {
+                        tokens.push(t.clone());
+                        tokens.len() - 1
+                    });
+                    stack.push(FFrame {
+                        key,
+                        open,
+                        open_offset: t.span.start,
+                        children: Vec::new(),
+                        kept,
+                        level,
+                        descended: false,
+                    });
+                    pending_key = None;
+                }
+                (TokenKind::Open, None) => {
+                    return Err(ParseError::BlockWithoutKey {
+                        offset: t.span.start,
+                    });
+                }
+                (TokenKind::Close, Some((offset, _))) => {
+                    return Err(ParseError::MissingValue { offset });
+                }
+                (TokenKind::Close, None) => {
+                    let f = stack.pop().ok_or(ParseError::UnexpectedClose {
+                        offset: t.span.start,
+                    })?;
+                    if let (Some(key), Some(open)) = (f.key, f.open) {
+                        tokens.push(t);
+                        let pair = Pair {
+                            key,
+                            value: Value::Block {
+                                open,
+                                close: tokens.len() - 1,
+                                children: f.children,
+                            },
+                        };
+                        stack.last_mut().unwrap_or(&mut top).children.push(pair);
+                    }
+                }
+            }
+        }
+        if let Some((offset, _)) = pending_key {
+            return Err(ParseError::MissingValue { offset });
+        }
+        if let Some(f) = stack.last() {
+            return Err(ParseError::Unclosed {
+                offset: f.open_offset,
+            });
+        }
+        Ok(Document {
+            src,
+            tokens,
+            pairs: top.children,
         })
     }
 

@@ -6,10 +6,11 @@
 //! token at the same (shifted) place. Callers add a semantic check of their
 //! own (e.g. "the key now reads back as the new value").
 
+use std::collections::VecDeque;
 use std::ops::Range;
 
-use super::doc::{Document, ParseError};
-use super::lex::{Token, TokenKind};
+use super::doc::{ParseError, Shape};
+use super::lex::{Lexer, Token, TokenKind};
 
 /// Replace `span` of the source with `bytes`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,6 +70,14 @@ fn kept(t: &Token) -> bool {
 /// - every non-whitespace token of the result is one of those or lies wholly
 ///   inside the inserted bytes (so nothing merged across the edges).
 ///
+/// How, without a token vector: the lexer has no state between tokens, so
+/// tokens ending before the edit are the same in both files and are lexed
+/// once (from `old`). From the last token boundary before the edit both files
+/// are lexed side by side until they reach a token boundary at the same
+/// shifted place with the same block depth; from there on the tokens are
+/// the same, so only `old` is lexed to its end (which proves the balance of
+/// both). Cost: one pass over the file plus the edited region twice.
+///
 /// Errors: [`VerifyError`]; the caller must then write nothing.
 pub fn checked_apply(old: &[u8], edit: &Edit) -> Result<Vec<u8>, VerifyError> {
     let (s, e) = (edit.span.start, edit.span.end);
@@ -80,40 +89,90 @@ pub fn checked_apply(old: &[u8], edit: &Edit) -> Result<Vec<u8>, VerifyError> {
         });
     }
     let new = apply(old, edit);
-    let old_doc = Document::parse(old)?;
-    let new_doc = Document::parse(&new)?;
     let ins_end = s + edit.bytes.len();
     let outside = |offset| VerifyError::OutsideChanged {
         start: s,
         end: e,
         offset,
     };
-    let mut expect: Vec<(TokenKind, Range<usize>)> = Vec::new();
-    for t in old_doc.tokens.iter().filter(|t| kept(t)) {
-        if t.span.end <= s && t.span.start < s {
-            expect.push((t.kind, t.span.clone()));
+    // 1. The common prefix: tokens of `old` that end before `s`.
+    let mut old_shape = Shape::default();
+    let mut p = 0;
+    for t in Lexer::new(old) {
+        let t = t.map_err(ParseError::from)?;
+        if t.span.end >= s {
+            break;
+        }
+        old_shape.feed(&t)?;
+        p = t.span.end;
+    }
+    let mut new_shape = old_shape.clone();
+    // 2. Side by side from `p`.
+    let mut old_lx = Lexer::at(old, p);
+    let mut old_pos = p;
+    let mut pending: VecDeque<(TokenKind, Range<usize>)> = VecDeque::new();
+    // Pulls one raw token of `old`, queueing it (shifted) when it must
+    // reappear in `new`. `Ok(false)` at the end of `old`.
+    let mut pull = |old_shape: &mut Shape,
+                    pending: &mut VecDeque<(TokenKind, Range<usize>)>,
+                    old_pos: &mut usize|
+     -> Result<bool, VerifyError> {
+        let Some(t) = old_lx.next() else {
+            return Ok(false);
+        };
+        let t = t.map_err(ParseError::from)?;
+        old_shape.feed(&t)?;
+        *old_pos = t.span.end;
+        if !kept(&t) || (t.span.start >= s && t.span.end <= e) {
+        } else if t.span.end <= s && t.span.start < s {
+            pending.push_back((t.kind, t.span));
         } else if t.span.start >= e && t.span.end > e {
-            expect.push((t.kind, t.span.start - e + ins_end..t.span.end - e + ins_end));
-        } else if !(t.span.start >= s && t.span.end <= e) {
+            pending.push_back((t.kind, t.span.start - e + ins_end..t.span.end - e + ins_end));
+        } else {
             return Err(outside(t.span.start));
         }
-    }
-    let mut got = new_doc
-        .tokens
-        .iter()
-        .filter(|t| kept(t))
-        .filter(|t| !(t.span.start >= s && t.span.end <= ins_end && !t.span.is_empty()))
-        .map(|t| (t.kind, t.span.clone()));
-    for want in &expect {
-        match got.next() {
-            Some(g) if &g == want => {}
-            Some(g) => return Err(outside(g.1.start)),
-            None => return Err(outside(new.len())),
+        Ok(true)
+    };
+    let mut synced = false;
+    for t in Lexer::at(&new, p) {
+        let t = t.map_err(ParseError::from)?;
+        if t.span.start >= ins_end {
+            let o = t.span.start - ins_end + e;
+            while old_pos < o && pull(&mut old_shape, &mut pending, &mut old_pos)? {}
+            if old_pos == o && pending.is_empty() && old_shape.same_state(&new_shape) {
+                synced = true;
+                break;
+            }
+        }
+        new_shape.feed(&t)?;
+        if !kept(&t) || (t.span.start >= s && t.span.end <= ins_end) {
+            continue;
+        }
+        while pending.is_empty() && pull(&mut old_shape, &mut pending, &mut old_pos)? {}
+        match pending.pop_front() {
+            Some(want) if want == (t.kind, t.span.clone()) => {}
+            _ => return Err(outside(t.span.start)),
         }
     }
-    if let Some(g) = got.next() {
-        return Err(outside(g.1.start));
+    if synced {
+        // The rest is the same tokens in both: finish `old` (the slow path
+        // names the exact error in `new` coordinates if there is one).
+        let rest = (|| {
+            while pull(&mut old_shape, &mut pending, &mut old_pos)? {}
+            old_shape.finish().map_err(VerifyError::from)
+        })();
+        if rest.is_err() {
+            super::doc::validate(&new)?;
+            rest?;
+        }
+        return Ok(new);
     }
+    new_shape.finish()?;
+    while pull(&mut old_shape, &mut pending, &mut old_pos)? {}
+    if let Some(extra) = pending.pop_front() {
+        return Err(outside(extra.1.start.min(new.len())));
+    }
+    old_shape.finish()?;
     Ok(new)
 }
 
