@@ -1,108 +1,240 @@
-//! `cgsplit-shim`: joins the game's pre-provisioned cgroup leaf, then execs the game.
+//! `cgsplit-shim`: joins the game's pre-provisioned cgroup leaf, then runs the game.
 //!
 //! ```text
-//! cgsplit-shim [--scope DIR] -- CMD [ARGS...]                  (launch options, before %command%)
-//! cgsplit-shim [--scope DIR] compat VERB [--] CMD [ARGS...]    (compatibility tool entry point)
+//! cgsplit-shim [OPTIONS] -- CMD [ARGS...]                     (launch options, before %command%)
+//! cgsplit-shim [OPTIONS] [--chain] compat VERB [--] CMD...    (compatibility tool entry point)
 //! ```
 //!
-//! The leaf is `DIR/game` with `--scope DIR`; otherwise it is
-//! `cgsplit_core::scope::game_cgroup(getuid(), app)`, with the app id from
-//! `SteamAppId`, `STEAM_COMPAT_APP_ID` or `SteamGameId`, found on disk through
-//! the cgroup2 mounts of `/proc/self/mountinfo` (pure v2, hybrid, or flatpak's
-//! bind mount of a granted directory). The shim writes `0` to the leaf's
-//! `cgroup.procs` and execs CMD with PATH search, arguments byte for byte.
+//! Options and verbs: [`args`]. The leaf is `DIR/game` with `--scope DIR`;
+//! otherwise it is `cgsplit_core::scope::game_cgroup(getuid(), app)`, with the
+//! app id from `--app` or the environment (`SteamAppId`, `STEAM_COMPAT_APP_ID`,
+//! `SteamGameId`), found on disk through the cgroup2 mounts of
+//! `/proc/self/mountinfo` (pure v2, hybrid, or flatpak's bind mount of a
+//! granted directory). The shim writes `0` to the leaf's `cgroup.procs` and
+//! execs CMD with PATH search, arguments byte for byte (never re-split).
 //!
 //! It runs inside the Steam flatpak, so it uses no D-Bus, no systemd tools and
 //! no NSS (no user or host name lookups): static glibc cannot load them there.
 //!
-//! Fail-open: when the leaf cannot be joined (no app id, no cgroup2 mount
-//! showing it, ENOENT, EACCES, …) one `cgsplit-shim:` line on stderr says why
-//! and the game runs anyway, outside its scope.
+//! # Process model
+//!
+//! Without post-exit work the shim joins and execs: the game keeps the
+//! shim's pid and its exit status is the game's own. With `--kill-steam`
+//! it forks ([`supervise`]): the child joins and execs, the parent stays in
+//! its own cgroup, forwards SIGINT/SIGTERM/SIGHUP, waits for the game's whole
+//! tree, asks Steam to shut down and exits with the game's status.
+//!
+//! # Policy
+//!
+//! Fail-open by default: when the leaf cannot be joined one `cgsplit-shim:`
+//! line says why and the game runs anyway, outside its scope. Fail-closed
+//! with a restricted `--network` policy unless `--allow-network`: see [`gate`].
+//! Lines go to stderr and to `$XDG_STATE_HOME/cgsplit/shim.log` ([`log`]).
 //!
 //! # Exit status
 //!
 //! | status | when |
 //! |--------|------|
-//! | the game's | CMD was exec'd (the shim process *is* the game from then on) |
-//! | 0   | `--help` |
-//! | 2   | usage error: bad option, no `--`, no command (a usage line follows) |
-//! | 3   | `compat` verb other than `waitforexitandrun` or `run` (not supported yet) |
+//! | the game's | CMD ran (128 + signal when it was killed, in the fork model) |
+//! | 0   | `--help`; a path verb answered |
+//! | 1   | a path verb's answer could not be written (stdout closed or broken) |
+//! | 2   | usage error: bad option or value, no `--`, no command (a usage line follows) |
+//! | 3   | unknown compat verb (without `--chain`) |
+//! | 4   | refused: `--network` given and not enforced (fail-closed) |
+//! | 125 | the shim itself failed (fork, pipe) |
 //! | 126 | CMD exists but cannot be executed (EACCES, ENOEXEC, …) |
 //! | 127 | CMD not found (ENOENT) |
+//!
+//! # Start-up
+//!
+//! The shim has its own C `main` (`no_main`): Rust's runtime start-up would
+//! put `/dev/null` on closed fds 0–2 for good, so a game given a closed
+//! stdout would get `/dev/null` instead, and a path answer written to it
+//! would be lost without an error. Here closed fds get `/dev/null` with
+//! close-on-exec ([`guard_stdio`]): the shim's own files cannot land on them,
+//! and the game still starts with them closed. SIGPIPE is ignored as the
+//! runtime would (a broken stderr must not kill the shim before the game
+//! runs); std's exec restores its default action for the game.
+
+#![cfg_attr(not(test), no_main)]
+// The test harness brings its own main, so the entry path is unused there.
+#![cfg_attr(test, allow(dead_code))]
 
 mod args;
+mod gate;
 mod join;
+mod log;
+mod procscan;
 mod report;
+mod steampipe;
+mod supervise;
 mod target;
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, exit};
 
 use nix::errno::Errno;
+use nix::fcntl::{OFlag, open};
+use nix::sys::stat::Mode;
 use nix::unistd::getuid;
 
-use args::{ArgsError, Invocation, Parsed, USAGE};
+use args::{Invocation, Parsed, USAGE};
+use log::warn;
 use target::Target;
 
+/// Exit status when a path verb's answer cannot be written.
+const EXIT_OUTPUT: i32 = 1;
 /// Exit status for a usage error.
 const EXIT_USAGE: i32 = 2;
-/// Exit status for a compat verb the shim does not handle yet.
+/// Exit status for a compat verb the shim does not handle.
 const EXIT_UNSUPPORTED_VERB: i32 = 3;
+/// Exit status when a `--network` policy cannot be proven (fail-closed).
+pub(crate) const EXIT_REFUSED: i32 = 4;
+/// Exit status when the shim itself fails before the game could start
+/// (the wrapper convention of env(1) and timeout(1)).
+pub(crate) const EXIT_INTERNAL: i32 = 125;
 /// Where the cgroup2 mounts are listed.
 const MOUNTINFO: &str = "/proc/self/mountinfo";
 
-fn main() {
-    let inv = match args::parse(std::env::args_os().skip(1)) {
-        Ok(Parsed::Run(inv)) => inv,
-        Ok(Parsed::Help) => {
-            let _ = writeln!(std::io::stdout(), "{USAGE}");
-            exit(0);
-        }
-        Err(e @ ArgsError::UnsupportedVerb(_)) => {
-            warn(&report::line(e));
-            exit(EXIT_UNSUPPORTED_VERB);
-        }
+/// The process entry point (see "Start-up"): the C runtime calls it; std's
+/// `env::args_os` still works because glibc hands argv to std's initialiser.
+#[cfg(not(test))]
+#[unsafe(no_mangle)]
+pub extern "C" fn main(
+    _argc: nix::libc::c_int,
+    _argv: *const *const nix::libc::c_char,
+) -> nix::libc::c_int {
+    let closed = guard_stdio();
+    // SAFETY: setting a signal's disposition to SIG_IGN installs no handler code.
+    let _ = unsafe {
+        nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGPIPE,
+            nix::sys::signal::SigHandler::SigIgn,
+        )
+    };
+    run(closed)
+}
+
+fn run(closed: [bool; 3]) -> ! {
+    let parsed = match args::parse(std::env::args_os().skip(1)) {
+        Ok(p) => p,
         Err(e) => {
-            warn(&report::line(e));
+            warn(&report::line(&e));
+            if e.is_unsupported_verb() {
+                exit(EXIT_UNSUPPORTED_VERB);
+            }
             warn(USAGE);
             exit(EXIT_USAGE);
         }
     };
-    let uid = getuid().as_raw();
-    match find_target(&inv, uid) {
-        Ok(t) => {
-            if let Err(e) = join::join(&t.leaf) {
-                warn(&report::join_failed(&e, uid, t.app));
-            }
+    match parsed {
+        Parsed::Help => {
+            let mut text = USAGE.as_bytes().to_vec();
+            text.push(b'\n');
+            print_or_exit(&text, closed[1], "the usage text");
+            exit(0)
         }
-        Err(line) => warn(&line),
+        Parsed::Answer(paths) => {
+            let mut text = Vec::new();
+            for p in &paths {
+                text.extend_from_slice(p.as_bytes());
+                text.push(b'\n');
+            }
+            print_or_exit(&text, closed[1], "the path answer");
+            exit(0)
+        }
+        Parsed::Forward(cmd) => exec_or_exit(&cmd),
+        Parsed::Launch(inv) => launch(&inv),
     }
-    exec(&inv.command)
 }
 
-/// The leaf to join, or the line saying why there is none.
+fn launch(inv: &Invocation) -> ! {
+    let uid = getuid().as_raw();
+    let target = find_target(inv, uid);
+    if let Err(r) = gate::before_join(inv, &target) {
+        warn(&r.0);
+        exit(EXIT_REFUSED);
+    }
+    if inv.kill_steam {
+        supervise::run(inv, &target, uid);
+    }
+    if let Err(r) = gate::join_and_prove(inv, &target, uid) {
+        warn(&r.0);
+        exit(EXIT_REFUSED);
+    }
+    exec_or_exit(&inv.command)
+}
+
+/// The leaf to join, or the reason there is none.
 fn find_target(inv: &Invocation, uid: u32) -> Result<Target, String> {
     if let Some(dir) = &inv.scope {
-        return Ok(Target::in_scope(dir));
+        let mut t = Target::in_scope(dir);
+        t.app = inv.app.or(t.app);
+        return Ok(t);
     }
-    let app = target::app_id_from_env(|k| std::env::var_os(k)).map_err(report::not_joined)?;
-    let text = std::fs::read_to_string(MOUNTINFO)
-        .map_err(|e| report::not_joined(format_args!("cannot read {MOUNTINFO}: {e}")))?;
-    target::locate(uid, app, &text).map_err(report::not_joined)
+    let app = match inv.app {
+        Some(a) => a,
+        None => target::app_id_from_env(|k| std::env::var_os(k)).map_err(|e| e.to_string())?,
+    };
+    let text =
+        std::fs::read_to_string(MOUNTINFO).map_err(|e| format!("cannot read {MOUNTINFO}: {e}"))?;
+    target::locate(uid, app, &text).map_err(|e| e.to_string())
 }
 
-/// Replaces the shim with `cmd` (execvp: PATH search, same environment).
-/// std's exec also resets SIGPIPE, which the Rust runtime ignores, to its default.
-fn exec(cmd: &[OsString]) -> ! {
-    let err = Command::new(&cmd[0]).args(&cmd[1..]).exec();
+/// Replaces the shim with `cmd` (execvp: PATH search, same environment);
+/// returns only on failure. std's exec also resets SIGPIPE (which the Rust
+/// runtime ignores) to its default and clears the signal mask.
+pub(crate) fn exec(cmd: &[OsString]) -> std::io::Error {
+    Command::new(&cmd[0]).args(&cmd[1..]).exec()
+}
+
+/// The failure line for `err` and the shell's exit code for it (126/127).
+pub(crate) fn exec_failed_exit(program: &OsStr, err: std::io::Error) -> ! {
     let errno = Errno::from_raw(err.raw_os_error().unwrap_or(0));
-    warn(&report::exec_failed(&cmd[0], errno));
+    warn(&report::exec_failed(program, errno));
     exit(report::exec_exit_code(errno))
 }
 
-/// Prints a line on stderr; a broken stderr must not stop the game from running.
-fn warn(line: &str) {
-    let _ = writeln!(std::io::stderr(), "{line}");
+/// [`exec`], or the failure line and exit 126/127.
+pub(crate) fn exec_or_exit(cmd: &[OsString]) -> ! {
+    let err = exec(cmd);
+    exec_failed_exit(&cmd[0], err)
+}
+
+/// Makes sure fds 0–2 are open so no file the shim opens (a cgroup.procs,
+/// the log) can land on them and receive stray output: each closed one gets
+/// `/dev/null` with close-on-exec, so the game still starts with it closed.
+/// Returns which were closed.
+fn guard_stdio() -> [bool; 3] {
+    let mut closed = [false; 3];
+    for (fd, c) in closed.iter_mut().enumerate() {
+        // SAFETY: F_GETFD only reads the descriptor's flags; no memory is passed.
+        let flags = unsafe { nix::libc::fcntl(fd as i32, nix::libc::F_GETFD) };
+        if flags == -1 && Errno::last() == Errno::EBADF {
+            *c = true;
+            // Lowest free number: it becomes `fd` because the lower ones are open.
+            let _ = open("/dev/null", OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty())
+                .map(std::mem::forget);
+        }
+    }
+    closed
+}
+
+/// Writes `text` to stdout, or prints why it could not and exits 1.
+fn print_or_exit(text: &[u8], stdout_closed: bool, what: &str) {
+    let res = if stdout_closed {
+        Err(std::io::Error::from_raw_os_error(nix::libc::EBADF))
+    } else {
+        let mut out = std::io::stdout().lock();
+        out.write_all(text).and_then(|()| out.flush())
+    };
+    if let Err(e) = res {
+        warn(&report::line(format_args!(
+            "cannot write {what} to stdout: {e}"
+        )));
+        exit(EXIT_OUTPUT);
+    }
 }

@@ -27,17 +27,44 @@ pub fn not_joined(why: impl Display) -> String {
     line(format_args!("{why}; running the game outside its scope"))
 }
 
-/// Why writing `cgroup.procs` failed, with what it means for a cgsplit user
-/// (`uid` of this process; `app` when known, for the provisioning hint).
-pub fn join_failed(e: &JoinError, uid: u32, app: Option<AppId>) -> String {
-    not_joined(format_args!(
-        "cannot join {} ({} failed: {:?}, {}): {}",
-        e.path.display(),
-        e.op,
-        e.errno,
-        e.errno.desc(),
-        errno_meaning(e.errno, uid, app),
+/// A problem that keeps the game from running at all (fail-closed):
+/// `--network` was given and cannot be proven.
+pub fn refused(why: impl Display) -> String {
+    line(format_args!(
+        "refusing to run the game: {why} (add --allow-network to run it without the guarantee)"
     ))
+}
+
+/// A fail-closed problem overridden by `--allow-network`.
+pub fn allowed_anyway(why: impl Display) -> String {
+    line(format_args!(
+        "{why}; running the game anyway because of --allow-network"
+    ))
+}
+
+/// Why joining failed, with what it means for a cgsplit user (`uid` of this
+/// process; `app` when known, for the provisioning hint). No suffix: callers
+/// add "running outside its scope" ([`not_joined`]) or refuse ([`refused`]).
+pub fn join_error(e: &JoinError, uid: u32, app: Option<AppId>) -> String {
+    match e {
+        JoinError::Io { path, op, errno } => format!(
+            "cannot join {} ({op} failed: {errno:?}, {}): {}",
+            path.display(),
+            errno.desc(),
+            errno_meaning(*errno, uid, app),
+        ),
+        JoinError::NotCgroup2 { dir } => format!(
+            "cannot join {}: not on a cgroup2 file system; --scope must name the scope's \
+             directory under the cgroup2 mount (e.g. /sys/fs/cgroup/user.slice/user-{uid}.slice/\
+             user@{uid}.service/games.slice/cgsplit-N.scope)",
+            dir.display()
+        ),
+    }
+}
+
+/// [`join_error`] as a fail-open line.
+pub fn join_failed(e: &JoinError, uid: u32, app: Option<AppId>) -> String {
+    not_joined(join_error(e, uid, app))
 }
 
 /// What an errno from opening or writing `cgroup.procs` means here
@@ -92,11 +119,36 @@ mod tests {
     use std::path::PathBuf;
 
     fn err(errno: Errno) -> JoinError {
-        JoinError {
+        JoinError::Io {
             path: PathBuf::from("/c/cgsplit-620.scope/game/cgroup.procs"),
             op: "open",
             errno,
         }
+    }
+
+    #[test]
+    fn not_cgroup2_names_the_directory_and_the_fix() {
+        let e = JoinError::NotCgroup2 {
+            dir: PathBuf::from("/tmp/x"),
+        };
+        let m = join_failed(&e, 1000, None);
+        assert!(
+            m.starts_with("cgsplit-shim: cannot join /tmp/x: not on a cgroup2"),
+            "{m}"
+        );
+        assert!(m.contains("user@1000.service/games.slice"), "{m}");
+        assert!(m.ends_with("running the game outside its scope"), "{m}");
+    }
+
+    #[test]
+    fn refusal_lines() {
+        let m = refused("no filter");
+        assert_eq!(
+            m,
+            "cgsplit-shim: refusing to run the game: no filter (add --allow-network to run it \
+             without the guarantee)"
+        );
+        assert!(allowed_anyway("no filter").ends_with("because of --allow-network"));
     }
 
     #[test]

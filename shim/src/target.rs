@@ -30,6 +30,11 @@ pub struct Target {
 }
 
 impl Target {
+    /// The scope directory: the leaf's parent (it carries the policy xattr).
+    pub fn scope(&self) -> &Path {
+        self.leaf.parent().unwrap_or(&self.leaf)
+    }
+
     /// The `game/` leaf of a scope directory given with `--scope`. The app id
     /// is read off the directory name when it is `cgsplit-<appid>.scope`.
     pub fn in_scope(scope: &Path) -> Self {
