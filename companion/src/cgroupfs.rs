@@ -42,6 +42,15 @@ pub struct Leaves {
 /// root is emptied before `game/` exists. Existing leaves are kept, so this is
 /// idempotent. Fails with the path on any mkdir, read or write error.
 pub fn ensure_layout(scope_dir: &Path, keeper_pid: Option<u32>) -> Result<Leaves, CgroupfsError> {
+    let leaves = ensure_keeper(scope_dir, keeper_pid)?;
+    mkdir_leaf(&leaves.game)?;
+    Ok(leaves)
+}
+
+/// The first half of [`ensure_layout`]: creates `keeper/` and empties the
+/// scope root into it, but does not create `game/` (the caller does, once a
+/// network policy is in place). Returns both leaves' paths.
+pub fn ensure_keeper(scope_dir: &Path, keeper_pid: Option<u32>) -> Result<Leaves, CgroupfsError> {
     let keeper = scope_dir.join(KEEPER_LEAF);
     let game = scope_dir.join(GAME_LEAF);
     mkdir_leaf(&keeper)?;
@@ -54,7 +63,6 @@ pub fn ensure_layout(scope_dir: &Path, keeper_pid: Option<u32>) -> Result<Leaves
     for pid in pids {
         move_pid(&keeper, pid)?;
     }
-    mkdir_leaf(&game)?;
     Ok(Leaves { keeper, game })
 }
 

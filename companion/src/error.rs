@@ -156,7 +156,42 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// The game's network policy is restricted but `cgsplit-netd` did not
+    /// confirm the filter: the `game/` leaf was not created (fail closed).
+    #[error(
+        "{unit}: network policy `{policy}` not enforced, so {leaf} was not created and the game \
+         will not start: {source}",
+        leaf = leaf.display()
+    )]
+    Network {
+        /// The scope.
+        unit: String,
+        /// The policy asked for (text form).
+        policy: String,
+        /// The `game/` leaf that was not created.
+        leaf: PathBuf,
+        /// Why the helper did not confirm (boxed: large).
+        source: Box<crate::netd::NetdError>,
+    },
+
+    /// `cgsplit run` could not start or wait for its command.
+    #[error("cgsplit run: {message}")]
+    Run {
+        /// What failed.
+        message: String,
+    },
+
+    /// The config file is invalid or unreadable (boxed: large).
+    #[error(transparent)]
+    Config(Box<cgsplit_config::ConfigError>),
+
     /// A cgroupfs operation failed (carries the path).
     #[error(transparent)]
     Cgroupfs(#[from] CgroupfsError),
+}
+
+impl From<cgsplit_config::ConfigError> for Error {
+    fn from(e: cgsplit_config::ConfigError) -> Self {
+        Error::Config(Box::new(e))
+    }
 }

@@ -12,13 +12,21 @@
 
 pub mod cgroupfs;
 pub mod error;
+pub mod flatpak;
 pub mod keeper;
+pub mod lifecycle;
+pub mod log;
+pub mod netd;
+pub mod run;
+pub mod status;
 pub mod systemd;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use cgsplit_config::{GameConfig, UnitProperty};
 use cgsplit_core::AppId;
+use cgsplit_core::policy::POLICY_XATTR;
 use cgsplit_core::scope::scope_unit;
 
 pub use error::Error;
@@ -62,6 +70,8 @@ pub struct Provisioned {
     /// for our uid, the path the shim would derive (it must then be told
     /// otherwise): `Some(expected)`.
     pub layout_mismatch: Option<String>,
+    /// Limit properties changed with `SetUnitProperties` on a reused scope.
+    pub updated: Vec<String>,
 }
 
 /// The result of a successful `release`.
@@ -96,29 +106,55 @@ pub fn plan(active_state: Option<&str>) -> Plan {
     }
 }
 
-/// Makes sure the scope of `app` exists, is active and has its `keeper/` and
-/// `game/` leaves, connecting to the user manager named by the environment.
+/// Makes sure the scope of `game.app` exists, is active, has the limits of
+/// `game` and its `keeper/` and `game/` leaves, connecting to the user manager
+/// named by the environment (and, for a restricted network policy, to
+/// `cgsplit-netd` on the system bus).
 ///
-/// Idempotent: an active scope is reused (no second keeper). A `failed` one is
-/// reset and created again. On creation a keeper (`<exe> keeper`, see
-/// [`keeper`]) is started, put in the scope with `PIDs=`, then moved into
-/// `keeper/` before `game/` is created.
+/// Idempotent: an active scope is reused (no second keeper) and its limits
+/// are brought in line with `game` through `SetUnitProperties`. A `failed`
+/// one is reset and created again; a vanished one is created again. On
+/// creation a keeper (`<exe> keeper`, see [`keeper`]) is started, put in the
+/// scope with `PIDs=`, then moved into `keeper/`.
+///
+/// Network (fail closed): for a restricted policy, `game/` is created only
+/// after the helper confirmed `Restrict` — on first creation and on every
+/// recreation. If the helper is missing or refuses, the error says so and
+/// the game has no leaf (an empty stale `game/` is removed).
 ///
 /// Errors: no bus / no user manager, D-Bus errors by name, a start job that
-/// does not end in `done`, and cgroupfs errors with their path.
-pub fn provision(app: AppId) -> Result<Provisioned, Error> {
+/// does not end in `done`, cgroupfs errors with their path, [`Error::Network`].
+pub fn provision(game: &GameConfig) -> Result<Provisioned, Error> {
     let mgr = UserManager::connect()?;
     let mountinfo = read_mountinfo()?;
-    provision_with(&mgr, app, &mountinfo)
+    provision_with(&mgr, game, &mountinfo, &mut NetdLink::default())
+}
+
+/// A lazily opened connection to `cgsplit-netd`: opened at the first game
+/// whose policy needs it, so `up` without restricted games needs no system bus.
+#[derive(Default)]
+pub struct NetdLink(Option<netd::Netd>);
+
+impl NetdLink {
+    /// The connection, opening it on first use.
+    pub fn get(&mut self) -> Result<&netd::Netd, netd::NetdError> {
+        if self.0.is_none() {
+            self.0 = Some(netd::Netd::connect()?);
+        }
+        Ok(self.0.as_ref().expect("just set"))
+    }
 }
 
 /// [`provision`] against an existing connection and given mountinfo text.
 pub fn provision_with(
     mgr: &UserManager,
-    app: AppId,
+    game: &GameConfig,
     mountinfo: &str,
+    netd: &mut NetdLink,
 ) -> Result<Provisioned, Error> {
+    let app = game.app;
     let unit = scope_unit(app);
+    let limits = game.unit_properties();
     let mut outcome = Outcome::Created;
     // At most twice: a concurrent provision may create the unit between our
     // GetUnit and StartTransientUnit (UnitExists); then reuse what it made.
@@ -127,7 +163,19 @@ pub fn provision_with(
         match plan(state.as_ref().map(|s| s.active_state.as_str())) {
             Plan::Reuse => {
                 let path = state.expect("Reuse implies a loaded unit").path;
-                return finish(mgr, &unit, &path, mountinfo, None, Outcome::Reused);
+                let updated = update_limits(mgr, &unit, &path, game)?;
+                let mut p = finish(
+                    mgr,
+                    &unit,
+                    &path,
+                    mountinfo,
+                    None,
+                    Outcome::Reused,
+                    game,
+                    netd,
+                )?;
+                p.updated = updated;
+                return Ok(p);
             }
             Plan::Busy => {
                 let s = state.expect("Busy implies a loaded unit");
@@ -151,7 +199,7 @@ pub fn provision_with(
 
         let mut keeper = keeper::spawn()?;
         let pid = keeper.id();
-        let props = systemd::scope_properties(app, pid);
+        let props = systemd::scope_properties(app, pid, &limits);
         match mgr.start_transient(&unit, &props, START_TIMEOUT) {
             Ok(()) => {}
             Err(Error::Call { ref name, .. }) if name == UNIT_EXISTS => {
@@ -177,7 +225,7 @@ pub fn provision_with(
         };
         // The keeper is not waited for: it must outlive this process.
         drop(keeper);
-        return finish(mgr, &unit, &path, mountinfo, Some(pid), outcome);
+        return finish(mgr, &unit, &path, mountinfo, Some(pid), outcome, game, netd);
     }
     Err(Error::Call {
         method: "StartTransientUnit",
@@ -187,6 +235,73 @@ pub fn provision_with(
     })
 }
 
+/// The properties to set on a running scope so it matches `game`: every
+/// configured limit whose current value differs, plus resets to systemd's
+/// "no limit" for memory limits and CPU weight the config no longer sets.
+/// Percentages (`…Scale`) are always sent: systemd stores them converted to
+/// bytes of the host's memory, so they cannot be compared here.
+pub fn limit_changes(game: &GameConfig, now: &systemd::ScopeFigures) -> Vec<UnitProperty> {
+    use cgsplit_config::PropertyValue::U64;
+    let want = game.unit_properties();
+    let has = |name: &str| want.iter().any(|(k, _)| k.starts_with(name));
+    let mut out = Vec::new();
+    for (k, v) in &want {
+        let cur = match k.as_str() {
+            "MemoryHigh" => now.memory_high,
+            "MemoryMax" => now.memory_max,
+            "CPUWeight" => now.cpu_weight,
+            "TasksMax" => now.tasks_max,
+            _ => {
+                out.push((k.clone(), *v));
+                continue;
+            }
+        };
+        if U64(cur.unwrap_or(u64::MAX)) != *v {
+            out.push((k.clone(), *v));
+        }
+    }
+    for (name, cur) in [
+        ("MemoryHigh", now.memory_high),
+        ("MemoryMax", now.memory_max),
+        ("CPUWeight", now.cpu_weight),
+    ] {
+        if !has(name) && cur.is_some() {
+            out.push((name.to_owned(), U64(u64::MAX)));
+        }
+    }
+    out
+}
+
+fn update_limits(
+    mgr: &UserManager,
+    unit: &str,
+    path: &zbus::zvariant::OwnedObjectPath,
+    game: &GameConfig,
+) -> Result<Vec<String>, Error> {
+    let now = mgr.scope_figures(unit, path)?;
+    let changes = limit_changes(game, &now);
+    if !changes.is_empty() {
+        mgr.set_properties(unit, &changes)?;
+    }
+    // Percentages are re-sent every time (see `limit_changes`), so they are
+    // not reported as changes.
+    Ok(changes
+        .into_iter()
+        .map(|(k, _)| k)
+        .filter(|k| !k.ends_with("Scale"))
+        .collect())
+}
+
+/// The policy the helper recorded on the scope directory (the
+/// `user.cgsplit.policy` xattr), `None` when absent or unreadable.
+pub fn recorded_policy(scope_dir: &Path) -> Option<String> {
+    xattr::get(scope_dir, POLICY_XATTR)
+        .ok()
+        .flatten()
+        .and_then(|v| String::from_utf8(v).ok())
+}
+
+#[allow(clippy::too_many_arguments)]
 fn finish(
     mgr: &UserManager,
     unit: &str,
@@ -194,6 +309,8 @@ fn finish(
     mountinfo: &str,
     keeper_pid: Option<u32>,
     outcome: Outcome,
+    game: &GameConfig,
+    netd: &mut NetdLink,
 ) -> Result<Provisioned, Error> {
     let control_group = mgr.control_group(unit, path)?;
     if control_group.is_empty() {
@@ -205,9 +322,33 @@ fn finish(
             cgroup: control_group.clone(),
         }
     })?;
-    cgroupfs::ensure_layout(&dir, keeper_pid)?;
-    let app = cgsplit_core::scope::parse_scope_unit(unit).expect("unit made by scope_unit");
-    let expected = cgsplit_core::scope::scope_cgroup(nix::unistd::getuid().as_raw(), app);
+    let leaves = cgroupfs::ensure_keeper(&dir, keeper_pid)?;
+    let want = game.network.to_string();
+    let recorded = recorded_policy(&dir);
+    if game.network.is_restricted() {
+        if recorded.as_deref() != Some(want.as_str()) {
+            let confirmed = netd.get().and_then(|n| n.restrict(&control_group, &want));
+            if let Err(source) = confirmed {
+                // Fail closed: no leaf for the shim to join. An empty stale
+                // leaf from an earlier, unrestricted provision goes too.
+                let _ = std::fs::remove_dir(&leaves.game);
+                return Err(Error::Network {
+                    unit: unit.into(),
+                    policy: want,
+                    leaf: leaves.game,
+                    source: Box::new(source),
+                });
+            }
+        }
+    } else if recorded.is_some() {
+        // The config went back to `full`: lift the filter (best effort; a
+        // filter left behind is stricter, never looser).
+        if let Err(e) = netd.get().and_then(|n| n.release(&control_group)) {
+            log::warn(&format!("{unit}: network filter left in place: {e}"));
+        }
+    }
+    cgroupfs::mkdir_leaf(&leaves.game)?;
+    let expected = cgsplit_core::scope::scope_cgroup(nix::unistd::getuid().as_raw(), game.app);
     Ok(Provisioned {
         unit: unit.into(),
         layout_mismatch: (expected != control_group).then_some(expected),
@@ -215,6 +356,7 @@ fn finish(
         dir,
         keeper_pid,
         outcome,
+        updated: Vec::new(),
     })
 }
 

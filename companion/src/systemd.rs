@@ -13,12 +13,16 @@ use zbus::blocking::Connection;
 use zbus::proxy::CacheProperties;
 use zbus::zvariant::{OwnedObjectPath, Value};
 
+use cgsplit_config::{PropertyValue, UnitProperty};
+
 use crate::error::Error;
 
 /// Well-known bus name of the systemd manager.
 pub const SYSTEMD_SERVICE: &str = "org.freedesktop.systemd1";
 /// D-Bus error systemd returns for a unit that is not loaded.
 pub const NO_SUCH_UNIT: &str = "org.freedesktop.systemd1.NoSuchUnit";
+/// D-Bus error for a second `Subscribe()` on one connection.
+pub const ALREADY_SUBSCRIBED: &str = "org.freedesktop.systemd1.AlreadySubscribed";
 /// D-Bus error for `StartTransientUnit` of a name that is already loaded.
 pub const UNIT_EXISTS: &str = "org.freedesktop.systemd1.UnitExists";
 
@@ -66,6 +70,46 @@ pub mod proxies {
         #[zbus(name = "Subscribe")]
         fn subscribe(&self) -> zbus::Result<()>;
 
+        /// Changes unit properties; `runtime` = true: until the unit goes away
+        /// (what a transient scope wants), written to `/run` drop-ins.
+        #[zbus(name = "SetUnitProperties")]
+        fn set_unit_properties(
+            &self,
+            name: &str,
+            runtime: bool,
+            properties: &[(&str, Value<'_>)],
+        ) -> zbus::Result<()>;
+
+        /// Loaded units whose state is in `states` (empty: any) and whose name
+        /// matches one of the shell `patterns`; each entry is
+        /// `(name, description, load state, active state, sub state, following,
+        /// unit path, job id, job type, job path)`.
+        #[zbus(name = "ListUnitsByPatterns")]
+        #[allow(clippy::type_complexity)]
+        fn list_units_by_patterns(
+            &self,
+            states: &[&str],
+            patterns: &[&str],
+        ) -> zbus::Result<
+            Vec<(
+                String,
+                String,
+                String,
+                String,
+                String,
+                String,
+                OwnedObjectPath,
+                u32,
+                String,
+                OwnedObjectPath,
+            )>,
+        >;
+
+        /// A unit was unloaded (e.g. a scope garbage-collected after its
+        /// last process exited).
+        #[zbus(signal, name = "UnitRemoved")]
+        fn unit_removed(&self, id: String, unit: OwnedObjectPath) -> zbus::Result<()>;
+
         /// A job finished; `result` is `done`, `canceled`, `timeout`, `failed`,
         /// `dependency` or `skipped`.
         #[zbus(signal, name = "JobRemoved")]
@@ -95,6 +139,19 @@ pub mod proxies {
         fn sub_state(&self) -> zbus::Result<String>;
     }
 
+    /// `org.freedesktop.systemd1.Slice`: where a slice's cgroup is.
+    #[zbus::proxy(
+        interface = "org.freedesktop.systemd1.Slice",
+        default_service = "org.freedesktop.systemd1",
+        gen_async = false,
+        blocking_name = "SliceProxy"
+    )]
+    pub trait Slice {
+        /// The cgroup path relative to the cgroup2 root.
+        #[zbus(property, name = "ControlGroup")]
+        fn control_group(&self) -> zbus::Result<String>;
+    }
+
     /// `org.freedesktop.systemd1.Scope`: where the scope's processes live.
     #[zbus::proxy(
         interface = "org.freedesktop.systemd1.Scope",
@@ -107,10 +164,35 @@ pub mod proxies {
         /// `/user.slice/user-1000.slice/user@1000.service/games.slice/cgsplit-620.scope`.
         #[zbus(property, name = "ControlGroup")]
         fn control_group(&self) -> zbus::Result<String>;
+
+        /// `MemoryHigh=` in bytes; `u64::MAX` = infinity.
+        #[zbus(property, name = "MemoryHigh")]
+        fn memory_high(&self) -> zbus::Result<u64>;
+
+        /// `MemoryMax=` in bytes; `u64::MAX` = infinity.
+        #[zbus(property, name = "MemoryMax")]
+        fn memory_max(&self) -> zbus::Result<u64>;
+
+        /// `CPUWeight=`; `u64::MAX` = not set (the kernel default, 100, applies).
+        #[zbus(property, name = "CPUWeight")]
+        fn cpu_weight(&self) -> zbus::Result<u64>;
+
+        /// `TasksMax=`; `u64::MAX` = infinity.
+        #[zbus(property, name = "TasksMax")]
+        fn tasks_max(&self) -> zbus::Result<u64>;
+
+        /// `memory.current` of the scope in bytes; `u64::MAX` when systemd
+        /// cannot tell (no memory controller on the scope's cgroup).
+        #[zbus(property, name = "MemoryCurrent")]
+        fn memory_current(&self) -> zbus::Result<u64>;
+
+        /// `pids.current` of the scope; `u64::MAX` when unknown.
+        #[zbus(property, name = "TasksCurrent")]
+        fn tasks_current(&self) -> zbus::Result<u64>;
     }
 }
 
-pub use proxies::{ManagerProxy, ScopeProxy, UnitProxy};
+pub use proxies::{ManagerProxy, ScopeProxy, SliceProxy, UnitProxy};
 
 /// The session bus address to use, from the environment values given:
 /// `DBUS_SESSION_BUS_ADDRESS` if set and non-empty, else sd-bus' and zbus'
@@ -139,11 +221,16 @@ pub fn session_bus_address(
 /// No `AddRef`: it pins the unit to the creating bus client for as long as that
 /// client is connected, which for a CLI that exits at once adds nothing; the
 /// keeper is what keeps the scope alive.
+///
+/// `limits` (from [`cgsplit_config::GameConfig::unit_properties`]) are appended:
+/// systemd applies resource-control properties given at creation
+/// (`bus_cgroup_set_property`, systemd `src/core/dbus-cgroup.c`).
 pub fn scope_properties(
     app: cgsplit_core::AppId,
     keeper_pid: u32,
+    limits: &[UnitProperty],
 ) -> Vec<(&'static str, Value<'static>)> {
-    vec![
+    let mut props = vec![
         (
             "Description",
             Value::from(format!("cgsplit: Steam app {app}")),
@@ -152,7 +239,63 @@ pub fn scope_properties(
         ("Slice", Value::from(cgsplit_core::scope::GAMES_SLICE)),
         ("Delegate", Value::from(true)),
         ("CollectMode", Value::from("inactive-or-failed")),
-    ]
+    ];
+    props.extend(limits.iter().map(|(k, v)| (limit_name(k), limit_value(*v))));
+    props
+}
+
+/// The `'static` spelling of a limit property name (zbus wants `&str` keys
+/// that outlive the call; the set of names is fixed).
+fn limit_name(name: &str) -> &'static str {
+    match name {
+        "MemoryHigh" => "MemoryHigh",
+        "MemoryHighScale" => "MemoryHighScale",
+        "MemoryMax" => "MemoryMax",
+        "MemoryMaxScale" => "MemoryMaxScale",
+        "CPUWeight" => "CPUWeight",
+        "TasksMax" => "TasksMax",
+        "TasksMaxScale" => "TasksMaxScale",
+        other => unreachable!("cgsplit-config emitted an unknown property {other}"),
+    }
+}
+
+/// A limit value as its D-Bus variant: `t` or `u`.
+pub fn limit_value(v: PropertyValue) -> Value<'static> {
+    match v {
+        PropertyValue::U64(n) => Value::U64(n),
+        PropertyValue::U32(n) => Value::U32(n),
+    }
+}
+
+/// The resource-control figures of a scope as systemd reports them, each
+/// `None` when systemd says "not set"/"unknown" (`u64::MAX`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ScopeFigures {
+    /// `MemoryHigh` (bytes; `None`: infinity).
+    pub memory_high: Option<u64>,
+    /// `MemoryMax` (bytes; `None`: infinity).
+    pub memory_max: Option<u64>,
+    /// `CPUWeight` (`None`: not set).
+    pub cpu_weight: Option<u64>,
+    /// `TasksMax` (`None`: infinity).
+    pub tasks_max: Option<u64>,
+    /// `MemoryCurrent` (`None`: no memory accounting on this host's cgroup).
+    pub memory_current: Option<u64>,
+    /// `TasksCurrent` (`None`: no pids accounting).
+    pub tasks_current: Option<u64>,
+}
+
+/// One entry of `ListUnitsByPatterns`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedUnit {
+    /// Unit name, e.g. `cgsplit-620.scope`.
+    pub name: String,
+    /// `ActiveState`.
+    pub active_state: String,
+    /// `SubState`.
+    pub sub_state: String,
+    /// Object path.
+    pub path: OwnedObjectPath,
 }
 
 /// A loaded unit's state.
@@ -170,6 +313,7 @@ pub struct UnitState {
 pub struct UserManager {
     conn: Connection,
     address: String,
+    subscribed: std::cell::Cell<bool>,
 }
 
 impl UserManager {
@@ -199,6 +343,7 @@ impl UserManager {
         Ok(Self {
             conn,
             address: address.to_owned(),
+            subscribed: std::cell::Cell::new(false),
         })
     }
 
@@ -288,6 +433,91 @@ impl UserManager {
             .map_err(|e| self.error("ControlGroup", unit, e))
     }
 
+    /// `Subscribe()` once per connection (systemd answers a second call
+    /// with `AlreadySubscribed`, which is treated as success).
+    pub fn subscribe(&self, unit: &str) -> Result<(), Error> {
+        if self.subscribed.get() {
+            return Ok(());
+        }
+        match self.manager()?.subscribe() {
+            Ok(()) => {}
+            Err(e) => match self.error("Subscribe", unit, e) {
+                Error::Call { name, .. } if name == ALREADY_SUBSCRIBED => {}
+                other => return Err(other),
+            },
+        }
+        self.subscribed.set(true);
+        Ok(())
+    }
+
+    /// The underlying bus connection (for signal subscriptions).
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// The Manager proxy (for signal subscriptions).
+    pub fn manager_proxy(&self) -> Result<ManagerProxy<'static>, Error> {
+        self.manager()
+    }
+
+    /// `SetUnitProperties(unit, runtime=true, props)`: changes limits of a
+    /// running scope; systemd applies them to the cgroup at once.
+    pub fn set_properties(&self, unit: &str, props: &[UnitProperty]) -> Result<(), Error> {
+        let props: Vec<(&str, Value<'_>)> = props
+            .iter()
+            .map(|(k, v)| (k.as_str(), limit_value(*v)))
+            .collect();
+        self.manager()?
+            .set_unit_properties(unit, true, &props)
+            .map_err(|e| self.error("SetUnitProperties", unit, e))
+    }
+
+    /// Loaded units matching the shell glob `pattern`, any state.
+    pub fn list_units(&self, pattern: &str) -> Result<Vec<ListedUnit>, Error> {
+        let units = self
+            .manager()?
+            .list_units_by_patterns(&[], &[pattern])
+            .map_err(|e| self.error("ListUnitsByPatterns", pattern, e))?;
+        Ok(units
+            .into_iter()
+            .map(|u| ListedUnit {
+                name: u.0,
+                active_state: u.3,
+                sub_state: u.4,
+                path: u.6,
+            })
+            .collect())
+    }
+
+    /// The resource-control figures of the scope at `path`.
+    pub fn scope_figures(&self, unit: &str, path: &OwnedObjectPath) -> Result<ScopeFigures, Error> {
+        let p = ScopeProxy::builder(&self.conn)
+            .path(path.clone())
+            .and_then(|b| b.cache_properties(CacheProperties::No).build())
+            .map_err(|e| self.error("Scope", unit, e))?;
+        let known = |v: u64| (v != u64::MAX).then_some(v);
+        let get = |name: &'static str, r: zbus::Result<u64>| {
+            r.map(known).map_err(|e| self.error(name, unit, e))
+        };
+        Ok(ScopeFigures {
+            memory_high: get("MemoryHigh", p.memory_high())?,
+            memory_max: get("MemoryMax", p.memory_max())?,
+            cpu_weight: get("CPUWeight", p.cpu_weight())?,
+            tasks_max: get("TasksMax", p.tasks_max())?,
+            memory_current: get("MemoryCurrent", p.memory_current())?,
+            tasks_current: get("TasksCurrent", p.tasks_current())?,
+        })
+    }
+
+    /// The `ControlGroup` of the slice at `path` (named `unit` in errors).
+    pub fn slice_control_group(&self, unit: &str, path: &OwnedObjectPath) -> Result<String, Error> {
+        SliceProxy::builder(&self.conn)
+            .path(path.clone())
+            .and_then(|b| b.cache_properties(CacheProperties::No).build())
+            .and_then(|p| p.control_group())
+            .map_err(|e| self.error("ControlGroup", unit, e))
+    }
+
     /// `ResetFailedUnit(unit)`.
     pub fn reset_failed(&self, unit: &str) -> Result<(), Error> {
         self.manager()?
@@ -328,8 +558,7 @@ impl UserManager {
         call: impl FnOnce(&ManagerProxy<'static>) -> zbus::Result<OwnedObjectPath>,
     ) -> Result<(), Error> {
         let m = self.manager()?;
-        m.subscribe()
-            .map_err(|e| self.error("Subscribe", unit, e))?;
+        self.subscribe(unit)?;
         let signals = m
             .receive_job_removed()
             .map_err(|e| self.error("JobRemoved", unit, e))?;
@@ -405,7 +634,11 @@ mod tests {
     #[test]
     fn scope_properties_have_systemd_shapes() {
         let app = cgsplit_core::AppId::new(620).unwrap();
-        let props = scope_properties(app, 4242);
+        let props = scope_properties(
+            app,
+            4242,
+            &[("MemoryMaxScale".into(), PropertyValue::U32(7))],
+        );
         let sig = |k: &str| {
             let (_, v) = props.iter().find(|(n, _)| *n == k).unwrap();
             v.value_signature().to_string()
@@ -420,6 +653,8 @@ mod tests {
         assert_eq!(get("Slice"), Value::from("games.slice"));
         assert_eq!(get("Description"), Value::from("cgsplit: Steam app 620"));
         assert!(!props.iter().any(|(n, _)| *n == "AddRef"));
+        assert_eq!(sig("MemoryMaxScale"), "u");
+        assert_eq!(get("MemoryMaxScale"), Value::U32(7));
     }
 
     #[test]
