@@ -34,9 +34,28 @@ pub const NETD_BUS_NAME: &str = "io.github.cgsplit.Netd1";
 pub const NETD_OBJECT_PATH: &str = "/io/github/cgsplit/Netd1";
 /// The helper's interface. Methods (cgroup paths are relative to the
 /// cgroup2 root as the caller's `/proc/self/cgroup` shows them, starting
-/// with `/`; policies are in this module's text form):
-/// `Restrict(s cgroup, s policy)`, `Release(s cgroup)`,
-/// `Status(s cgroup) -> s json`.
+/// with `/`, no `.`/`..`/empty parts; policies are in this module's text
+/// form):
+///
+/// - `Restrict(s cgroup, s policy)`: attach the filter (or change the
+///   allow-list of an already restricted cgroup) and set [`POLICY_XATTR`];
+/// - `Release(s cgroup)`: detach and remove the xattr (also succeeds when
+///   nothing was attached); refused to a caller whose own cgroup is
+///   restricted;
+/// - `Status(s cgroup) -> s json`: an object
+///   `{"cgroup": "/user.slice/…", "cgroup_id": 1234, "restricted": true,
+///   "policy": "localhost" | null, "xattr": "localhost" | null,
+///   "counters": {"ingress_packets", "ingress_bytes", "egress_packets",
+///   "egress_bytes", "connect_refused", "sendmsg_refused",
+///   "events_suppressed", "events_lost"} | null, "recent": [{"hook":
+///   "connect4", "addr": "198.18.0.2", "port": 80, "protocol": 6, "pid":
+///   1234 | null, "comm": "game" | null, "monotonic_ns": …}]}`.
+///
+/// A non-root caller may name only a cgroup strictly inside its own
+/// `user@<uid>.service` that it owns; root any cgroup but `/`. Errors are
+/// `io.github.cgsplit.Netd1.Error.{InvalidArgs, AccessDenied, NoSuchCgroup,
+/// NotACgroup, LimitExceeded, AlreadyRestricted, Failed}` (crate
+/// `cgsplit-netd`, `error.rs`), each with a message that says what to do.
 pub const NETD_INTERFACE: &str = "io.github.cgsplit.Netd1";
 
 /// An IP network: an address with its host bits cleared and a prefix length
