@@ -68,7 +68,7 @@ pub fn check_caps() -> Result<()> {
         return Ok(());
     }
     Err(Error::Failed(format!(
-        "cgsplit-netd lacks {} (BPF not permitted): run it as root, or from cgsplit-netd.service whose CapabilityBoundingSet grants them",
+        "lacks {} (BPF not permitted): run it as root, or from cgsplit-netd.service whose CapabilityBoundingSet grants them",
         missing.join(" and ")
     )))
 }

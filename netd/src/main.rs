@@ -13,6 +13,7 @@
 //! cgroup as a directory on disk. Exit status: 0 done, 1 refused or failed
 //! (one line on stderr), 2 bad usage.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -155,10 +156,9 @@ fn run(args: Args) -> Result<()> {
             root.open(&cg)?;
             let helper = load(root, &args.bpffs, usize::MAX)?;
             let v = helper.status(&me, cg.as_str())?;
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&v).expect("JSON values serialize")
-            );
+            let text = serde_json::to_string_pretty(&v).expect("JSON values serialize");
+            // A closed pipe (`| head`) is not an error of ours.
+            let _ = writeln!(std::io::stdout(), "{text}");
             Ok(())
         }
     }

@@ -138,6 +138,27 @@ fn refusals_leave_nothing_attached() {
         "inside its own",
     );
 
+    // The shipped bus policy: only root may own the helper's name.
+    let own = format!(
+        "dbus-send --bus={} --print-reply --dest=org.freedesktop.DBus /org/freedesktop/DBus \
+         org.freedesktop.DBus.RequestName string:io.github.cgsplit.Netd1 uint32:4",
+        env.bus
+    );
+    let o = std::process::Command::new("setpriv")
+        .args([
+            &format!("--reuid={}", a.uid),
+            &format!("--regid={}", a.gid),
+            "--clear-groups",
+            "sh",
+            "-c",
+            &own,
+        ])
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "uid {} could request the name", a.uid);
+    assert!(e.contains("org.freedesktop.DBus.Error.AccessDenied"), "{e}");
+
     for cg in [
         &a620,
         &b620,
@@ -171,8 +192,18 @@ fn owner_restricts_releases_and_a_restart_keeps_the_filter() {
     assert_eq!(st["xattr"], "localhost", "{st}");
     let e = env.probe(&a620).expect_err("UDP connect after Restrict");
     assert!(e.contains("Operation not permitted"), "{e}");
-    // The owner may read its own status; the same policy again is fine.
-    env.call(Some(&a), None, "Status", &[&a620]).unwrap();
+    // The owner sees what its game tried to reach.
+    let st = env.status_as(Some(&a), &a620);
+    assert_eq!(st["counters"]["connect_refused"], 1, "{st}");
+    let recent = st["recent"].as_array().unwrap();
+    assert!(
+        recent.iter().any(|r| r["addr"] == "192.0.2.1"
+            && r["port"] == 9
+            && r["protocol"] == 17
+            && r["comm"] == "socat"),
+        "{st}"
+    );
+    // The same policy again is fine.
     env.call(Some(&a), None, "Restrict", &[&a620, "localhost"])
         .unwrap();
     // A cgroup nested in a restricted one is refused.
@@ -250,4 +281,6 @@ fn owner_restricts_releases_and_a_restart_keeps_the_filter() {
     env.call(Some(&a), None, "Release", &[&a620]).unwrap();
     assert_untouched(&env, &a620);
     env.probe(&a620).expect("UDP connect after Release");
+    // Releasing again is not an error.
+    env.call(Some(&a), None, "Release", &[&a620]).unwrap();
 }

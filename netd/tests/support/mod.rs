@@ -160,6 +160,13 @@ pub struct Env {
 impl Env {
     /// Sets everything up and starts the helper.
     pub fn start(max_per_uid: usize) -> Self {
+        let mut env = Self::without_netd(max_per_uid);
+        env.start_netd();
+        env
+    }
+
+    /// Sets everything up but the helper (bus, users, cgroups, holder).
+    pub fn without_netd(max_per_uid: usize) -> Self {
         let (ua, ga) = ensure_user("cgsplit-neta");
         let (ub, gb) = ensure_user("cgsplit-netb");
         let a = User {
@@ -243,7 +250,7 @@ impl Env {
             .unwrap();
         wait_for(|| sock.exists(), "the dbus-daemon socket");
 
-        let mut env = Env {
+        Env {
             tmp,
             root,
             a,
@@ -254,9 +261,7 @@ impl Env {
             netd: None,
             netd_log: Arc::default(),
             max_per_uid,
-        };
-        env.start_netd();
-        env
+        }
     }
 
     /// Starts the helper inside the holder's mount namespace (so its bpffs
@@ -306,6 +311,39 @@ impl Env {
         }
     }
 
+    /// Runs `cgsplit-netd --cgroup-root <root> --bpffs <tmp>/bpffs ARGS…`
+    /// inside the holder's mount namespace, as root with the capability
+    /// bounding set reduced by `drop_caps` (setpriv syntax, e.g.
+    /// `-bpf,-net_admin`), or as `user`.
+    pub fn cli(&self, user: Option<&User>, drop_caps: Option<&str>, args: &[&str]) -> Output {
+        let mut cmd = Command::new("timeout");
+        cmd.args([
+            "30",
+            "nsenter",
+            "-t",
+            &self.holder.id().to_string(),
+            "--mount",
+            "--",
+        ]);
+        if let Some(u) = user {
+            cmd.arg("setpriv")
+                .arg(format!("--reuid={}", u.uid))
+                .arg(format!("--regid={}", u.gid))
+                .arg("--clear-groups");
+        }
+        if let Some(caps) = drop_caps {
+            cmd.arg("setpriv").arg(format!("--bounding-set={caps}"));
+        }
+        cmd.arg(NETD)
+            .arg("--cgroup-root")
+            .arg(&self.root)
+            .arg("--bpffs")
+            .arg(self.tmp.path().join("bpffs"))
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
     /// A cgroup path's directory on disk.
     pub fn dir(&self, cgroup: &str) -> PathBuf {
         cgsplit_core::scope::join_cgroup(&self.root, cgroup)
@@ -351,9 +389,14 @@ impl Env {
 
     /// Status of `cgroup` asked by root, parsed.
     pub fn status(&self, cgroup: &str) -> serde_json::Value {
+        self.status_as(None, cgroup)
+    }
+
+    /// Status of `cgroup` asked by `user` (None: root), parsed.
+    pub fn status_as(&self, user: Option<&User>, cgroup: &str) -> serde_json::Value {
         let out = self
-            .call(None, None, "Status", &[cgroup])
-            .expect("Status as root");
+            .call(user, None, "Status", &[cgroup])
+            .unwrap_or_else(|e| panic!("Status of {cgroup}: {e}"));
         // dbus-send prints `   string "<json>"`, the JSON unescaped.
         let start = out.find("string \"").expect("a string reply") + 8;
         let json = &out[start..out.rfind('"').unwrap()];
