@@ -27,16 +27,41 @@ pub enum Error {
         /// The OS error.
         source: io::Error,
     },
-    /// localconfig.vdf is malformed or the edit failed its checks.
+    /// A Steam text VDF file (localconfig.vdf, config.vdf) is malformed or
+    /// the edit failed its checks.
     #[error(
-        "{path}: {source}; nothing was written (fix the file or restore it from Steam Cloud/backup, then retry)"
+        "{}{}: {source}; nothing was written (fix the file or restore it from a backup, then retry)",
+        path.display(),
+        line.map_or(String::new(), |(l, c)| format!(":{l}:{c}"))
     )]
     LocalConfig {
-        /// The localconfig.vdf.
+        /// The file.
         path: PathBuf,
+        /// 1-based line and column of the problem, when known.
+        line: Option<(usize, usize)>,
         /// What is wrong.
         source: LocalConfigError,
     },
+    /// A file that must be text VDF holds binary data.
+    #[error(
+        "{path}: binary data at byte {offset} (line {line}), expected a text VDF file; nothing was written (is this the right file?)"
+    )]
+    Binary {
+        /// The file.
+        path: PathBuf,
+        /// Offset of the first NUL byte followed by more data.
+        offset: usize,
+        /// Its 1-based line.
+        line: usize,
+    },
+    /// A file cgsplit would replace has no write permission.
+    #[error(
+        "{0} is read-only (no write permission bit); cgsplit does not replace a file someone protected: make it writable (chmod u+w) and retry; nothing was written"
+    )]
+    ReadOnly(PathBuf),
+    /// A request cgsplit refuses, with the reason and what to do instead.
+    #[error("{0}")]
+    Refused(String),
     /// localconfig.vdf does not exist.
     #[error("{0} does not exist; start Steam once with this account, quit it, then retry")]
     NoLocalConfig(PathBuf),

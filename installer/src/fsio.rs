@@ -7,7 +7,14 @@
 //! - [`backup`]: a new, never-overwritten copy, mode 0600 (localconfig.vdf
 //!   holds auth tickets).
 //! - [`replace_checked`]: re-reads the file first and refuses if it changed
-//!   since it was read for planning.
+//!   since it was read for planning; keeps `<file>.cgsplit-bak` (a hard link
+//!   to the old inode, made before the rename, so no copy of a 10 MB file),
+//!   rotated to `.cgsplit-bak.1` and `.cgsplit-bak.2`.
+//! - [`crash_point`]: the test hook `CGSPLIT_INSTALL_CRASH_AT=<point>`: at
+//!   that point the process stops itself (`SIGSTOP`) so a test can kill it
+//!   with `SIGKILL` there. Points: `tool-written`, `state-written`,
+//!   `temp-half-written`, `temp-written`, `temp-synced`, `backup-linked`,
+//!   `renamed`. Unset in normal use; it only ever stops, never writes.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -57,22 +64,102 @@ fn resolve(path: &Path) -> Result<PathBuf> {
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
+/// Environment variable of the crash-injection test hook (see the module doc).
+pub const CRASH_ENV: &str = "CGSPLIT_INSTALL_CRASH_AT";
+
+/// The test hook: when `$CGSPLIT_INSTALL_CRASH_AT` equals `point`, say so on
+/// stderr and stop this process with `SIGSTOP` (the test then `SIGKILL`s it,
+/// which is `kill -9` at exactly this point). Does nothing otherwise.
+pub fn crash_point(point: &str) {
+    if std::env::var_os(CRASH_ENV).is_some_and(|v| v == point) {
+        eprintln!("cgsplit-install: test hook: stopping at crash point {point}");
+        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGSTOP);
+    }
+}
+
+/// Suffix of the backup kept next to a rewritten Steam file.
+pub const BACKUP_SUFFIX: &str = ".cgsplit-bak";
+/// How many backups are kept: `.cgsplit-bak`, `.cgsplit-bak.1`, `.cgsplit-bak.2`.
+pub const BACKUPS_KEPT: usize = 3;
+
+/// `<file>.cgsplit-bak` (`n` = 0) or `<file>.cgsplit-bak.<n>`.
+pub fn backup_path(file: &Path, n: usize) -> PathBuf {
+    let mut name = file.as_os_str().to_owned();
+    name.push(BACKUP_SUFFIX);
+    if n > 0 {
+        name.push(format!(".{n}"));
+    }
+    PathBuf::from(name)
+}
+
+/// Removes temp files a killed run left for `target` (`.<name>.cgsplit-<pid>-<n>.tmp`
+/// whose pid is not running).
+fn remove_stale_temps(dir: &Path, name: &str) {
+    let prefix = format!(".{name}.cgsplit-");
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let f = e.file_name();
+        let Some(f) = f.to_str() else { continue };
+        let Some(rest) = f.strip_prefix(&prefix).and_then(|r| r.strip_suffix(".tmp")) else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<i32>().ok()) else {
+            continue;
+        };
+        let alive = pid == std::process::id() as i32
+            || nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
+        if !alive {
+            let _ = fs::remove_file(e.path());
+        }
+    }
+}
+
 /// Atomically replaces (or creates) `path` with `bytes`. An existing file
 /// keeps its permission bits and owner; a new one gets `new_mode`.
 /// Returns the path actually written (the symlink target if `path` is one).
 ///
 /// Errors: [`Error::Io`] naming the step and file; the temp file is removed.
 pub fn write_atomic(path: &Path, bytes: &[u8], new_mode: u32) -> Result<PathBuf> {
-    write_atomic_inner(path, bytes, new_mode, false)
+    write_atomic_inner(path, bytes, new_mode, false, false)
 }
 
 /// Like [`write_atomic`], but the result always gets `mode` (for files
 /// cgsplit owns, such as the shim copy, mode 0755).
 pub fn write_atomic_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<PathBuf> {
-    write_atomic_inner(path, bytes, mode, true)
+    write_atomic_inner(path, bytes, mode, true, false)
 }
 
-fn write_atomic_inner(path: &Path, bytes: &[u8], new_mode: u32, force: bool) -> Result<PathBuf> {
+/// Rotates the backups of `target` and hard-links the current file as
+/// `<target>.cgsplit-bak` (a copy where the file system has no hard links).
+fn link_backup(target: &Path, dir: &Path) -> Result<()> {
+    for n in (1..BACKUPS_KEPT).rev() {
+        let from = backup_path(target, n - 1);
+        if fs::symlink_metadata(&from).is_ok() {
+            fs::rename(&from, backup_path(target, n)).ctx("rotate backup", &from)?;
+        }
+    }
+    let bak = backup_path(target, 0);
+    if let Err(e) = fs::hard_link(target, &bak) {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            return Ok(());
+        }
+        fs::copy(target, &bak).ctx("back up (copy)", &bak)?;
+        File::open(&bak)
+            .and_then(|f| f.sync_all())
+            .ctx("fsync", &bak)?;
+    }
+    sync_dir(dir)
+}
+
+fn write_atomic_inner(
+    path: &Path,
+    bytes: &[u8],
+    new_mode: u32,
+    force: bool,
+    backup: bool,
+) -> Result<PathBuf> {
     let target = resolve(path)?;
     let dir = target
         .parent()
@@ -98,6 +185,7 @@ fn write_atomic_inner(path: &Path, bytes: &[u8], new_mode: u32, force: bool) -> 
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::Relaxed)
     ));
+    remove_stale_temps(&dir, &name);
     let result = (|| {
         let mut f = OpenOptions::new()
             .write(true)
@@ -105,7 +193,15 @@ fn write_atomic_inner(path: &Path, bytes: &[u8], new_mode: u32, force: bool) -> 
             .mode(0o600)
             .open(&tmp)
             .ctx("create temp file", &tmp)?;
-        f.write_all(bytes).ctx("write", &tmp)?;
+        let half = bytes.len() / 2;
+        f.write_all(&bytes[..half]).ctx("write", &tmp)?;
+        if backup {
+            crash_point("temp-half-written");
+        }
+        f.write_all(&bytes[half..]).ctx("write", &tmp)?;
+        if backup {
+            crash_point("temp-written");
+        }
         if let Some(m) = &old {
             let mine = f.metadata().ctx("stat", &tmp)?;
             if (mine.uid(), mine.gid()) != (m.uid(), m.gid()) {
@@ -117,7 +213,15 @@ fn write_atomic_inner(path: &Path, bytes: &[u8], new_mode: u32, force: bool) -> 
             .ctx("set mode of", &tmp)?;
         f.sync_all().ctx("fsync", &tmp)?;
         drop(f);
+        if backup {
+            crash_point("temp-synced");
+            link_backup(&target, &dir)?;
+            crash_point("backup-linked");
+        }
         fs::rename(&tmp, &target).ctx("rename temp file over", &target)?;
+        if backup {
+            crash_point("renamed");
+        }
         sync_dir(&dir)
     })();
     if result.is_err() {
@@ -126,13 +230,57 @@ fn write_atomic_inner(path: &Path, bytes: &[u8], new_mode: u32, force: bool) -> 
     result.map(|()| target)
 }
 
-/// Like [`write_atomic`], but first re-reads `path` and refuses with
-/// [`Error::ChangedMeanwhile`] unless it still holds `expected`.
+/// True when the file at `path` holds exactly `expected` (compared in
+/// 64 KiB chunks, so a 10 MB file is not read into memory twice).
+///
+/// Errors: [`Error::Io`] when it cannot be read.
+pub fn holds(path: &Path, expected: &[u8]) -> Result<bool> {
+    use std::io::Read;
+    let mut f = File::open(path).ctx("read", path)?;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut at = 0;
+    loop {
+        let n = f.read(&mut buf).ctx("read", path)?;
+        if n == 0 {
+            return Ok(at == expected.len());
+        }
+        if at + n > expected.len() || buf[..n] != expected[at..at + n] {
+            return Ok(false);
+        }
+        at += n;
+    }
+}
+
+/// Replaces a Steam user file: re-reads `path` and refuses with
+/// [`Error::ChangedMeanwhile`] unless it still holds `expected`, then
+/// writes `bytes` as [`write_atomic`] does, with the old file kept as
+/// `<path>.cgsplit-bak` (older backups rotated).
 pub fn replace_checked(path: &Path, expected: &[u8], bytes: &[u8]) -> Result<PathBuf> {
-    if read(path)? != expected {
+    if !holds(path, expected)? {
         return Err(Error::ChangedMeanwhile(path.to_path_buf()));
     }
-    write_atomic(path, bytes, 0o600)
+    write_atomic_inner(path, bytes, 0o600, false, true)
+}
+
+/// Checks, before anything is written, that `path` could be replaced: the
+/// file is not read-only (no write bit: someone protected it, e.g. against
+/// Steam overwriting it) and its directory is writable for this user.
+///
+/// Errors: [`Error::ReadOnly`], [`Error::Io`].
+pub fn check_writable(path: &Path) -> Result<()> {
+    let target = resolve(path)?;
+    if let Ok(m) = fs::metadata(&target)
+        && m.permissions().mode() & 0o222 == 0
+    {
+        return Err(Error::ReadOnly(target));
+    }
+    let dir = target
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK)
+        .map_err(std::io::Error::from)
+        .ctx("write into directory", dir)
 }
 
 /// Writes `bytes` to a new file `<dir>/<stem>.<unix time>.bak` (`-1`, `-2`…

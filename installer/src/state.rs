@@ -24,6 +24,17 @@
 //!         "backup"        "/home/me/.local/state/cgsplit/backups/…"
 //!         "installed_at"        "1764400000"
 //!     }
+//!     "compat"                                   // --set-compat-tool
+//!     {
+//!         "root"        "/home/me/.local/share/Steam"
+//!         "appid"        "620"
+//!         "config_vdf"        "/home/me/.local/share/Steam/config/config.vdf"
+//!         "original"        "absent"          // or "present" + "original_block"
+//!         "wrote_block"        "\"620\"\n{…}"   // the `"<appid>" { … }` pair as written
+//!         "created_blocks"        "0"          // 1: CompatToolMapping was created too
+//!         "installed_at"        "1764400000"
+//!     }
+//!     "tool"        "/home/me/.local/share/Steam/compatibilitytools.d/cgsplit"
 //! }
 //! ```
 
@@ -66,6 +77,36 @@ impl Record {
     }
 }
 
+/// A `CompatToolMapping/<appid>` block cgsplit wrote into `config/config.vdf`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompatRecord {
+    /// Canonical Steam root.
+    pub root: String,
+    /// Steam app id.
+    pub appid: u32,
+    /// The config.vdf path written.
+    pub config_vdf: String,
+    /// The `"<appid>" { … }` pair before cgsplit, byte for byte; `None` if absent.
+    pub original_block: Option<String>,
+    /// The pair as cgsplit wrote it.
+    pub wrote_block: String,
+    /// Blocks created above the app block (1: `CompatToolMapping`).
+    pub created_blocks: usize,
+    /// Unix time of the write.
+    pub installed_at: u64,
+}
+
+/// Everything cgsplit changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct State {
+    /// Launch options wrapped.
+    pub launch: Vec<Record>,
+    /// Compat tool mappings set.
+    pub compat: Vec<CompatRecord>,
+    /// Compatibility tool directories installed (canonical paths).
+    pub tools: Vec<String>,
+}
+
 /// The state file does not have the shape above.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -76,6 +117,79 @@ fn q(s: &str) -> String {
         "\"{}\"",
         String::from_utf8(lex::escape(s.as_bytes())).expect("escape keeps UTF-8")
     )
+}
+
+/// Renders `state` in the shape above.
+pub fn render_state(state: &State) -> String {
+    let mut out = render(&state.launch);
+    out.pop();
+    out.pop();
+    for c in &state.compat {
+        out.push_str("\t\"compat\"\n\t{\n");
+        let mut kv = |k: &str, v: &str| out.push_str(&format!("\t\t{}\t\t{}\n", q(k), q(v)));
+        kv("root", &c.root);
+        kv("appid", &c.appid.to_string());
+        kv("config_vdf", &c.config_vdf);
+        match &c.original_block {
+            Some(b) => {
+                kv("original", "present");
+                kv("original_block", b);
+            }
+            None => kv("original", "absent"),
+        }
+        kv("wrote_block", &c.wrote_block);
+        kv("created_blocks", &c.created_blocks.to_string());
+        kv("installed_at", &c.installed_at.to_string());
+        out.push_str("\t}\n");
+    }
+    for t in &state.tools {
+        out.push_str(&format!("\t{}\t\t{}\n", q("tool"), q(t)));
+    }
+    out.push_str("}\n");
+    out
+}
+
+/// Parses a state file written by [`render_state`].
+///
+/// Errors: [`StateError`] naming the missing or bad field.
+pub fn parse_state(text: &str) -> Result<State, StateError> {
+    let launch = parse(text)?;
+    let vdf = keyvalues_parser::parse(text).map_err(|e| StateError(e.to_string()))?;
+    let root = vdf
+        .value
+        .get_obj()
+        .ok_or(StateError("root is not a block".into()))?;
+    let mut compat = Vec::new();
+    for r in root.get("compat").into_iter().flatten() {
+        let o = r
+            .get_obj()
+            .ok_or(StateError("a compat record is not a block".into()))?;
+        let original_block = match field(o, "original")? {
+            "present" => Some(field(o, "original_block")?.to_owned()),
+            "absent" => None,
+            other => return Err(StateError(format!("\"original\" is {other:?}"))),
+        };
+        compat.push(CompatRecord {
+            root: field(o, "root")?.to_owned(),
+            appid: num(o, "appid")?,
+            config_vdf: field(o, "config_vdf")?.to_owned(),
+            original_block,
+            wrote_block: field(o, "wrote_block")?.to_owned(),
+            created_blocks: num(o, "created_blocks")?,
+            installed_at: num(o, "installed_at")?,
+        });
+    }
+    let tools = root
+        .get("tool")
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.get_str().map(str::to_owned))
+        .collect();
+    Ok(State {
+        launch,
+        compat,
+        tools,
+    })
 }
 
 /// Renders `records` in the shape above.
@@ -194,6 +308,21 @@ mod tests {
             },
         ];
         assert_eq!(parse(&render(&recs)).unwrap(), recs);
+        let st = State {
+            launch: recs.clone(),
+            compat: vec![CompatRecord {
+                root: "/r".into(),
+                appid: 620,
+                config_vdf: "/r/config/config.vdf".into(),
+                original_block: Some("\"620\"\n\t{\n\t\t\"name\"\t\t\"proton_9\"\n\t}".into()),
+                wrote_block: "\"620\" { \"name\" \"cgsplit\" }".into(),
+                created_blocks: 1,
+                installed_at: 3,
+            }],
+            tools: vec!["/r/compatibilitytools.d/cgsplit".into(), "/f x/t".into()],
+        };
+        assert_eq!(parse_state(&render_state(&st)).unwrap(), st);
+        assert_eq!(parse_state(&render(&recs)).unwrap().launch, recs);
         assert_eq!(parse(&render(&[])).unwrap(), vec![]);
         assert!(
             parse("\"cgsplit-state\" { \"version\" \"1\" \"record\" { \"root\" \"x\" } }").is_err()

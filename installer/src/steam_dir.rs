@@ -20,6 +20,190 @@ const OTHER_ROOTS: &[&str] = &[
     "snap/steam/common/.local/share/Steam",
 ];
 
+/// Where Steam keeps its root, in the order [`discover`] probes them
+/// (STEAM.md §1; ProtonUp-Qt `constants.py`; protontricks; steamlocate
+/// `src/locate/linux.rs`): (path relative to `$HOME`, kind). The first is
+/// the one Steam itself scans for compatibility tools.
+pub const CANDIDATES: &[(&str, &str)] = &[
+    (".steam/root", "native (~/.steam/root)"),
+    (".steam/steam", "native (~/.steam/steam)"),
+    (".local/share/Steam", "native"),
+    (".steam/debian-installation", "Debian package"),
+    (
+        ".var/app/com.valvesoftware.Steam/.local/share/Steam",
+        "flatpak",
+    ),
+    (".var/app/com.valvesoftware.Steam/data/Steam", "flatpak"),
+    ("snap/steam/common/.local/share/Steam", "snap"),
+];
+
+/// One Steam installation, found once however many paths lead to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Root {
+    /// Canonical path (symlinks resolved): where cgsplit installs.
+    pub path: PathBuf,
+    /// `native`, `flatpak`, `snap`, `Debian package` or `--steam-root`.
+    pub kind: &'static str,
+    /// Every probed or given path that resolved here, e.g. `~/.steam/root`.
+    pub via: Vec<PathBuf>,
+}
+
+impl Root {
+    /// True for a flatpak Steam (its files live under
+    /// `~/.var/app/com.valvesoftware.Steam`, which the sandbox sees at the
+    /// same path, so a shim copied into this root is reachable inside it).
+    pub fn is_flatpak(&self) -> bool {
+        self.kind == "flatpak"
+    }
+}
+
+fn looks_like_steam(p: &Path) -> bool {
+    ["userdata", "steamapps", "config", "ubuntu12_32", "steam.sh"]
+        .iter()
+        .any(|f| p.join(f).exists())
+}
+
+/// Every Steam root: the `--steam-root` paths when given (each must be a
+/// directory; two that are one directory are an error), else each of
+/// [`CANDIDATES`] under `home` (and `$XDG_DATA_HOME/Steam` when `data_dir`
+/// differs from `~/.local/share`) that exists and looks like Steam,
+/// deduplicated by canonical path in probe order.
+///
+/// Errors: [`Error::NoSteamRoot`] for a bad `--steam-root`,
+/// [`Error::Refused`] for duplicates.
+pub fn discover(explicit: &[PathBuf], home: &Path, data_dir: Option<&Path>) -> Result<Vec<Root>> {
+    let mut roots: Vec<Root> = Vec::new();
+    if !explicit.is_empty() {
+        for given in explicit {
+            let path = resolve_root(Some(given), home)?;
+            if let Some(r) = roots.iter().find(|r| r.path == path) {
+                return Err(Error::Refused(format!(
+                    "--steam-root {} and --steam-root {} are the same directory ({}); give it once",
+                    r.via[0].display(),
+                    given.display(),
+                    path.display()
+                )));
+            }
+            let kind = if path
+                .components()
+                .any(|c| c.as_os_str() == "com.valvesoftware.Steam")
+            {
+                "flatpak"
+            } else {
+                "--steam-root"
+            };
+            roots.push(Root {
+                path,
+                kind,
+                via: vec![given.clone()],
+            });
+        }
+        return Ok(roots);
+    }
+    let mut probes: Vec<(PathBuf, &'static str)> = CANDIDATES
+        .iter()
+        .map(|(rel, kind)| (home.join(rel), *kind))
+        .collect();
+    if let Some(d) = data_dir
+        && d != home.join(".local/share")
+    {
+        probes.insert(2, (d.join("Steam"), "native ($XDG_DATA_HOME)"));
+    }
+    for (probe, kind) in probes {
+        let Ok(path) = fs::canonicalize(&probe) else {
+            continue;
+        };
+        if !path.is_dir() || !looks_like_steam(&path) {
+            continue;
+        }
+        match roots.iter_mut().find(|r| r.path == path) {
+            Some(r) => r.via.push(probe),
+            None => roots.push(Root {
+                path,
+                kind: if probe.starts_with(home.join(".var/app")) {
+                    "flatpak"
+                } else {
+                    kind
+                },
+                via: vec![probe],
+            }),
+        }
+    }
+    Ok(roots)
+}
+
+/// `steam.pid` next to `steam.pipe`: a hint only (stale after a crash; a
+/// flatpak Steam writes its sandbox pid). Returns the pid and whether a
+/// process with it exists.
+pub fn pid_hint(pipe: &Path) -> Option<(i32, bool)> {
+    let pidfile = pipe.with_file_name("steam.pid");
+    let pid: i32 = fs::read_to_string(pidfile).ok()?.trim().parse().ok()?;
+    let alive = pid > 0 && Path::new(&format!("/proc/{pid}")).exists();
+    Some((pid, alive))
+}
+
+/// Asks the Steam reading `pipe` to shut down, the way `steam -shutdown`
+/// forwards it (steam-runtime-tools `_srt_steam_command_via_pipe`: one line
+/// of shell-quoted words, `'<root>/ubuntu12_32/steam' '-shutdown'`), then
+/// waits until nobody reads the pipe any more, printing progress every
+/// second, for at most `timeout`.
+///
+/// Never starts Steam: the line is written only after an
+/// `O_WRONLY|O_NONBLOCK` open succeeded, i.e. a Steam is reading.
+///
+/// Errors: [`Error::Refused`] when Steam is still running after `timeout`;
+/// [`Error::Io`] when the pipe cannot be written.
+pub fn stop_steam(pipe: &Path, root: &Path, timeout: std::time::Duration) -> Result<()> {
+    use std::io::Write;
+    let mut f = match OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(pipe)
+    {
+        Ok(f) => f,
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENXIO) | Some(libc::ENOENT)) => {
+            return Ok(());
+        }
+        Err(e) => return Err(e).ctx("open Steam's pipe", pipe),
+    };
+    let steam = root.join("ubuntu12_32/steam");
+    let line = format!(
+        "{} '-shutdown'\n",
+        cgsplit_core::launch::sh_quote(&steam.to_string_lossy())
+    );
+    f.write_all(line.as_bytes())
+        .ctx("ask Steam to shut down through", pipe)?;
+    drop(f);
+    println!("Asked Steam to shut down (through {}).", pipe.display());
+    let start = std::time::Instant::now();
+    let mut last = 0;
+    loop {
+        if steam_running(std::slice::from_ref(&pipe.to_path_buf()))?.is_none() {
+            println!(
+                "Steam has shut down after {:.1} s.",
+                start.elapsed().as_secs_f64()
+            );
+            return Ok(());
+        }
+        let waited = start.elapsed();
+        if waited >= timeout {
+            return Err(Error::Refused(format!(
+                "Steam is still running {} s after the shutdown request through {} (a running game keeps it open); quit the game and Steam, then retry",
+                timeout.as_secs(),
+                pipe.display()
+            )));
+        }
+        if waited.as_secs() > last {
+            last = waited.as_secs();
+            println!(
+                "  waiting for Steam to exit… {last} s (giving up after {} s)",
+                timeout.as_secs()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 /// The Steam root: `--steam-root DIR` or `~/.steam/root`, canonicalized
 /// (STEAM.md §1: Steam scans `~/.steam/root/compatibilitytools.d`, so the
 /// link's target is the root to use).
@@ -50,6 +234,12 @@ pub fn resolve_root(arg: Option<&Path>, home: &Path) -> Result<PathBuf> {
             })
         }
     }
+}
+
+/// SteamID64 of an individual public-universe account id (`76561197960265728`
+/// + id; protontricks `find_current_steamid3` in reverse).
+pub fn steamid64(account: u32) -> u64 {
+    0x0110_0001_0000_0000 | u64::from(account)
 }
 
 /// Account ids with a directory in `<root>/userdata`, sorted; `0` and

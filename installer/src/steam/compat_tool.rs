@@ -10,8 +10,10 @@
 
 /// Internal tool name (the value `config.vdf` `CompatToolMapping` stores).
 pub const NAME: &str = "cgsplit";
-/// Shown in Steam's compatibility menu.
-pub const DISPLAY_NAME: &str = "cgsplit (own cgroup scope)";
+/// Shown in Steam's compatibility menu, with this version so a user can see
+/// which build Steam loaded, e.g. `cgsplit 0.1.0 (own cgroup scope)`.
+pub const DISPLAY_NAME: &str =
+    concat!("cgsplit ", env!("CARGO_PKG_VERSION"), " (own cgroup scope)");
 /// Directory under `compatibilitytools.d`.
 pub const DIR: &str = "cgsplit";
 /// File names inside the tool directory.
@@ -23,13 +25,47 @@ pub const SHIM: &str = cgsplit_core::launch::SHIM_NAME;
 
 const COMPATIBILITYTOOL_TEMPLATE: &str =
     include_str!("../../../compat-tool-template/compatibilitytool.vdf");
+const ENTRY_TEMPLATE: &str = include_str!("../../../compat-tool-template/entry.vdf");
 const TOOLMANIFEST_TEMPLATE: &str = include_str!("../../../compat-tool-template/toolmanifest.vdf");
+
+/// One tool declared in `compatibilitytool.vdf`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry<'a> {
+    /// Internal name, e.g. `cgsplit`.
+    pub name: &'a str,
+    /// Shown in Steam's menu.
+    pub display_name: &'a str,
+    /// OS of the game executables it runs, e.g. `linux`.
+    pub from_oslist: &'a str,
+    /// OS it runs them on, e.g. `linux`.
+    pub to_oslist: &'a str,
+}
+
+/// `compatibilitytool.vdf` declaring `entries` (all with `install_path "."`).
+/// Names and display names are escaped as VDF strings.
+pub fn render_compatibilitytool(entries: &[Entry]) -> String {
+    let esc = |s: &str| String::from_utf8(crate::vdf::lex::escape(s.as_bytes())).expect("UTF-8");
+    let rendered: String = entries
+        .iter()
+        .map(|e| {
+            ENTRY_TEMPLATE
+                .replace("@NAME@", &esc(e.name))
+                .replace("@DISPLAY_NAME@", &esc(e.display_name))
+                .replace("@FROM_OSLIST@", &esc(e.from_oslist))
+                .replace("@TO_OSLIST@", &esc(e.to_oslist))
+        })
+        .collect();
+    COMPATIBILITYTOOL_TEMPLATE.replace("@ENTRIES@\n", &rendered)
+}
 
 /// `compatibilitytool.vdf` declaring [`NAME`] (linux → linux, `install_path "."`).
 pub fn compatibilitytool_vdf() -> String {
-    COMPATIBILITYTOOL_TEMPLATE
-        .replace("@NAME@", NAME)
-        .replace("@DISPLAY_NAME@", DISPLAY_NAME)
+    render_compatibilitytool(&[Entry {
+        name: NAME,
+        display_name: DISPLAY_NAME,
+        from_oslist: "linux",
+        to_oslist: "linux",
+    }])
 }
 
 /// v2 `toolmanifest.vdf` whose `commandline` is `"/cgsplit-shim compat %verb% --"`.
@@ -68,5 +104,43 @@ mod tests {
         assert_eq!(obj_str(m, "commandline"), "/cgsplit-shim compat %verb% --");
         // Our own lexer reads them too.
         crate::vdf::Document::parse(text.as_bytes()).unwrap();
+        assert!(DISPLAY_NAME.contains(env!("CARGO_PKG_VERSION")));
+    }
+
+    #[test]
+    fn several_entries_render_like_the_fwgs_corpus_file() {
+        let text = render_compatibilitytool(&[
+            Entry {
+                name: "a",
+                display_name: "A \"x\"",
+                from_oslist: "windows",
+                to_oslist: "linux",
+            },
+            Entry {
+                name: "b",
+                display_name: "B",
+                from_oslist: "linux",
+                to_oslist: "linux",
+            },
+        ]);
+        let v = keyvalues_parser::parse(&text).unwrap();
+        let tools = v.value.get_obj().unwrap().get("compat_tools").unwrap()[0]
+            .get_obj()
+            .unwrap();
+        assert_eq!(tools.len(), 2);
+        assert_eq!(
+            obj_str(
+                tools.get("a").unwrap()[0].get_obj().unwrap(),
+                "display_name"
+            ),
+            "A \"x\""
+        );
+        // Same shape as a real two-tool file (FWGS Xash3D wrapper).
+        let fwgs = include_str!(
+            "../../tests/fixtures/corpus/FWGS__steamplay-xash3d-fwgs__compatibilitytool.vdf"
+        );
+        let f = keyvalues_parser::parse(fwgs).unwrap();
+        assert_eq!(f.key, v.key);
+        assert!(f.value.get_obj().unwrap().get("compat_tools").is_some());
     }
 }

@@ -68,6 +68,42 @@ pub enum LocalConfigError {
     },
 }
 
+impl LocalConfigError {
+    /// Byte offset of the problem in the file, when known.
+    pub fn offset(&self) -> Option<usize> {
+        match self {
+            LocalConfigError::Parse(p) => Some(p.offset()),
+            LocalConfigError::NotABlock { offset, .. }
+            | LocalConfigError::NotAString { offset, .. }
+            | LocalConfigError::NotUtf8 { offset, .. } => Some(*offset),
+            LocalConfigError::Verify(VerifyError::Reparse(p)) => Some(p.offset()),
+            LocalConfigError::Verify(VerifyError::OutsideChanged { start, .. }) => Some(*start),
+            _ => None,
+        }
+    }
+}
+
+/// 1-based line and column of byte `offset` in `src`.
+pub fn line_col(src: &[u8], offset: usize) -> (usize, usize) {
+    let before = &src[..offset.min(src.len())];
+    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+    let col = offset.min(src.len())
+        - before
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |p| p + 1)
+        + 1;
+    (line, col)
+}
+
+/// The offset of binary data in a file that should be text: the first NUL
+/// byte that is followed by anything but more NULs (Valve text files may
+/// end in a NUL). `None` for text.
+pub fn binary_at(src: &[u8]) -> Option<usize> {
+    let nul = memchr::memchr(0, src)?;
+    src[nul..].iter().any(|&b| b != 0).then_some(nul)
+}
+
 /// The current value of `LaunchOptions`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Current {
@@ -511,7 +547,10 @@ pub fn set_at(src: &[u8], kp: &KeyPath, value: &str) -> Result<SetResult, LocalC
         Located::Missing { block, level, path } => {
             let names = &kp.blocks[1 + level..];
             let edit = insertion(&doc, block, names, &kp.key, value.as_bytes());
-            let path = format!("{path}/{}", [names, std::slice::from_ref(&kp.key)].concat().join("/"));
+            let path = format!(
+                "{path}/{}",
+                [names, std::slice::from_ref(&kp.key)].concat().join("/")
+            );
             (edit, None, names.len(), path)
         }
     };
@@ -532,6 +571,48 @@ pub fn set_at(src: &[u8], kp: &KeyPath, value: &str) -> Result<SetResult, LocalC
         created_blocks,
         changed: true,
     })
+}
+
+/// The bytes of the pair named `kp.key` in `kp.blocks` (a string pair or a
+/// `"key" { … }` block, from its key's first byte to its value's last
+/// byte); `None` when absent.
+///
+/// Errors: as [`read`].
+pub fn pair_bytes_at(src: &[u8], kp: &KeyPath) -> Result<Option<Vec<u8>>, LocalConfigError> {
+    let doc = Document::parse_focused(src, &kp.focus())?;
+    Ok(match locate(&doc, kp)? {
+        Located::Found { pair, .. } => Some(src[doc.pair_span(pair)].to_vec()),
+        Located::Missing { .. } => None,
+    })
+}
+
+/// Replaces the pair named `kp.key` with `bytes` (a whole pair, e.g. a
+/// recorded `"620" { … }` block): the byte-for-byte restore of a block.
+///
+/// Errors: as [`set`]; [`LocalConfigError::ReadBack`] when the pair is
+/// absent or the result does not hold `bytes` there.
+pub fn replace_pair_at(
+    src: &[u8],
+    kp: &KeyPath,
+    bytes: &[u8],
+) -> Result<Vec<u8>, LocalConfigError> {
+    let doc = Document::parse_focused(src, &kp.focus())?;
+    let (span, path) = match locate(&doc, kp)? {
+        Located::Found { pair, path } => (doc.pair_span(pair), path),
+        Located::Missing { path, .. } => return Err(LocalConfigError::ReadBack { path }),
+    };
+    drop(doc);
+    let new = vdf::checked_apply(
+        src,
+        &Edit {
+            span,
+            bytes: bytes.to_vec(),
+        },
+    )?;
+    if pair_bytes_at(&new, kp)?.as_deref() != Some(bytes) {
+        return Err(LocalConfigError::ReadBack { path });
+    }
+    Ok(new)
 }
 
 /// Replaces the existing `LaunchOptions` value token of `appid` with `token`

@@ -1,5 +1,6 @@
 //! Steam's files: pure readers and editors over their text.
 
+pub mod appinfo;
 pub mod appmanifest;
 pub mod compat_tool;
 pub mod localconfig;

@@ -72,6 +72,23 @@ pub enum ParseError {
     },
 }
 
+impl ParseError {
+    /// Byte offset where the problem was noticed.
+    pub fn offset(&self) -> usize {
+        match self {
+            ParseError::Lex(
+                LexError::UnterminatedString { offset }
+                | LexError::UnterminatedConditional { offset },
+            ) => *offset,
+            ParseError::UnexpectedClose { offset }
+            | ParseError::BlockWithoutKey { offset }
+            | ParseError::MissingValue { offset }
+            | ParseError::TooDeep { offset }
+            | ParseError::Unclosed { offset } => *offset,
+        }
+    }
+}
+
 /// Deepest block nesting accepted. The tree is dropped recursively, so a
 /// hostile file must not be able to nest without bound.
 pub const MAX_DEPTH: usize = 256;
