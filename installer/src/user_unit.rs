@@ -107,7 +107,7 @@ mod tests {
         let t = render(Path::new("/opt/cgsplit/bin/cgsplit")).unwrap();
         assert!(t.contains("ExecStartPre=-/opt/cgsplit/bin/cgsplit up\n"), "{t}");
         assert!(t.contains("ExecStart=/opt/cgsplit/bin/cgsplit watch\n"), "{t}");
-        assert!(!t.contains('@'), "{t}");
+        assert!(!t.contains("@CGSPLIT@"), "{t}");
         assert!(t.contains("Before=graphical-session.target xdg-desktop-autostart.target"));
         assert!(t.contains("WantedBy=default.target"));
         assert!(render(Path::new("cgsplit")).is_err());
