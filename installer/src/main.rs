@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use argh::FromArgs;
+
+mod user_unit;
 use cgsplit_install::install::{self, Action, Options};
 
 /// Give a Steam game its own cgroup scope: install the cgsplit compatibility
@@ -62,6 +64,9 @@ struct Args {
     /// list the Steam roots and accounts found, one row each
     #[argh(switch)]
     list: bool,
+    /// with --game: also install and enable the cgsplit.service user unit (`cgsplit up` at login); --uninstall removes it
+    #[argh(switch)]
+    user_unit: bool,
 }
 
 /// Parses `--game`: a Steam app id, a positive 32-bit number.
@@ -175,6 +180,7 @@ fn main() -> ExitCode {
         eprintln!("cgsplit-install: --account and --all-accounts exclude each other");
         return ExitCode::from(2);
     }
+    let (unit, uninstall) = (args.user_unit, args.uninstall);
     let opts = match options(args) {
         Ok(o) => o,
         Err(e) => {
@@ -182,7 +188,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match install::run(&opts) {
+    let hook = || match (unit, uninstall) {
+        (_, true) => user_unit::remove(),
+        (true, false) => user_unit::install_beside_exe().map(|m| eprintln!("cgsplit-install: {m}")),
+        _ => Ok(()),
+    };
+    match install::run(&opts)
+        .map_err(anyhow::Error::from)
+        .and_then(|()| hook())
+    {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // Our errors already name their cause in one line.

@@ -81,9 +81,22 @@ pub fn install(cgsplit: &Path) -> anyhow::Result<String> {
     }
 }
 
-/// Disables and removes the unit (nothing to do when absent).
+/// [`install`] for the `cgsplit` next to this program.
+pub fn install_beside_exe() -> anyhow::Result<String> {
+    install(&std::env::current_exe()?.with_file_name("cgsplit"))
+}
+
+/// Disables and removes the unit (nothing to do when absent), then runs
+/// `cgsplit down --revoke` (next to this program, if there) so the scopes
+/// stop and the flatpak grants cgsplit made are taken back.
 pub fn remove() -> anyhow::Result<()> {
     let dir = unit_dir()?;
+    if let Ok(exe) = std::env::current_exe() {
+        let cgsplit = exe.with_file_name("cgsplit");
+        if cgsplit.is_file() {
+            let _ = Command::new(cgsplit).args(["down", "--revoke"]).status();
+        }
+    }
     let _ = Command::new("systemctl")
         .args(["--user", "disable", "--now", UNIT])
         .output();
@@ -105,8 +118,14 @@ mod tests {
     #[test]
     fn render_fills_in_the_companion_path() {
         let t = render(Path::new("/opt/cgsplit/bin/cgsplit")).unwrap();
-        assert!(t.contains("ExecStartPre=-/opt/cgsplit/bin/cgsplit up\n"), "{t}");
-        assert!(t.contains("ExecStart=/opt/cgsplit/bin/cgsplit watch\n"), "{t}");
+        assert!(
+            t.contains("ExecStartPre=-/opt/cgsplit/bin/cgsplit up\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("ExecStart=/opt/cgsplit/bin/cgsplit watch\n"),
+            "{t}"
+        );
         assert!(!t.contains("@CGSPLIT@"), "{t}");
         assert!(t.contains("Before=graphical-session.target xdg-desktop-autostart.target"));
         assert!(t.contains("WantedBy=default.target"));
