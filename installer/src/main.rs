@@ -189,6 +189,7 @@ fn main() -> ExitCode {
         }
     };
     let hook = || match (unit, uninstall) {
+        _ if opts.dry_run => Ok(()),
         (_, true) => user_unit::remove(),
         (true, false) => user_unit::install_beside_exe().map(|m| eprintln!("cgsplit-install: {m}")),
         _ => Ok(()),
