@@ -14,6 +14,13 @@
 //! `--child`), so a test can check that the whole process tree lands in the
 //! `game/` leaf, judging by the game itself and never by the shim.
 //! Exits 0, or the number given by `FAKE_GAME_EXIT`.
+//!
+//! With `FAKE_GAME_ORPHAN_MS=<ms>` the game also starts a second child it
+//! does not wait for (a launcher leaving the real game behind). That child
+//! sleeps `<ms>`, then reports
+//! `orphan pid=<pid> cgroup=<path> watched=<empty|nonempty|missing>`, where
+//! `watched` describes the file named by `FAKE_GAME_WATCH` at that moment
+//! (e.g. where a test copies what arrives on steam.pipe), and exits.
 
 use std::io::Write;
 use std::process::Command;
@@ -41,6 +48,21 @@ fn report(line: &str) {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--orphan") {
+        let ms = args.get(1).and_then(|m| m.parse().ok()).unwrap_or(0);
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+        let watched = match std::env::var_os("FAKE_GAME_WATCH").map(std::fs::metadata) {
+            Some(Ok(m)) if m.len() > 0 => "nonempty",
+            Some(Ok(_)) => "empty",
+            _ => "missing",
+        };
+        report(&format!(
+            "orphan pid={} cgroup={} watched={watched}",
+            std::process::id(),
+            own_cgroup()
+        ));
+        return;
+    }
     if args.first().map(String::as_str) == Some("--child") {
         report(&format!(
             "child pid={} cgroup={} parent={}",
@@ -61,6 +83,15 @@ fn main() {
         .status()
         .expect("fake-game: spawn child");
     assert!(status.success(), "fake-game: child failed: {status}");
+    if let Ok(ms) = std::env::var("FAKE_GAME_ORPHAN_MS") {
+        // Not waited for: it outlives the game.
+        #[allow(clippy::zombie_processes)]
+        Command::new(std::env::current_exe().expect("fake-game: current_exe"))
+            .arg("--orphan")
+            .arg(ms)
+            .spawn()
+            .expect("fake-game: spawn orphan");
+    }
     report(&format!("argv {args:?}"));
     report(&format!(
         "env SteamAppId={}",

@@ -1,6 +1,7 @@
 //! Stand-in for the Steam client's game launch, for tests and the demo.
 //!
-//! `fake-steam --localconfig FILE --app N [--root DIR] [--tool DIR] -- GAME [ARGS…]`
+//! `fake-steam --localconfig FILE --app N [--root DIR] [--tool DIR]
+//!  [--library-tool APPID=DIR…] [--reaper PATH] -- GAME [ARGS…]`
 //!
 //! Reproduces what Steam documents (Steam compatibility tool interface,
 //! "Launch options" and "Environment"; STEAM.md §3):
@@ -15,7 +16,16 @@
 //!   command is prefixed by the tool's `toolmanifest.vdf` `commandline`: its
 //!   first word is relative to DIR, `%verb%` becomes `waitforexitandrun`, and
 //!   `STEAM_COMPAT_TOOL_PATHS` = DIR ("Command-line" and "Native Linux Steam
-//!   games" in the interface doc).
+//!   games" in the interface doc);
+//! - a tool whose manifest has `require_tool_appid` is wrapped in that tool
+//!   (given with `--library-tool APPID=DIR`, as Steam knows its runtimes by
+//!   app id), recursively: the required tool is the **outer** one,
+//!   `/Outer/run waitforexitandrun -- /Inner/run waitforexitandrun -- game`,
+//!   and `STEAM_COMPAT_TOOL_PATHS` lists the innermost first ("Command-line",
+//!   "Environment");
+//! - with `--reaper PATH` the command starts with Steam's reaper, which is
+//!   part of `%command%`: `PATH SteamLaunch AppId=N -- <tools> <game>`
+//!   (STEAM.md §2).
 //!
 //! Exits with the shell's status (128+signal when it was killed).
 
@@ -26,8 +36,16 @@ use cgsplit_core::launch::{COMMAND, sh_quote};
 use keyvalues_parser::{Obj, Value};
 
 fn usage() -> ! {
-    eprintln!("usage: fake-steam --localconfig FILE --app N [--root DIR] -- GAME [ARGS…]");
+    eprintln!(
+        "usage: fake-steam --localconfig FILE --app N [--root DIR] [--tool DIR] \
+         [--library-tool APPID=DIR]... [--reaper PATH] -- GAME [ARGS…]"
+    );
     std::process::exit(2);
+}
+
+fn fail(what: impl std::fmt::Display) -> ! {
+    eprintln!("fake-steam: {what}");
+    std::process::exit(1)
 }
 
 fn child<'a>(obj: &'a Obj<'_>, key: &str) -> Option<&'a Value<'a>> {
@@ -54,6 +72,44 @@ fn launch_options(text: &str, app: &str) -> Result<String, String> {
         .to_owned())
 }
 
+/// The `require_tool_appid` of a tool manifest, if any.
+fn required_tool(manifest: &str) -> Result<Option<String>, String> {
+    let vdf = keyvalues_parser::parse(manifest)
+        .map_err(|e| format!("not valid VDF: {e}"))?
+        .into_vdf();
+    let obj = vdf.value.get_obj().ok_or("root is not a block")?;
+    Ok(child(obj, "require_tool_appid")
+        .and_then(Value::get_str)
+        .map(str::to_owned))
+}
+
+/// The chain for `tool`: the tool, then the tool it requires, and so on
+/// (innermost first), each with its shell fragment.
+fn tool_chain(tool: &str, library: &[(String, String)]) -> Result<Vec<(String, String)>, String> {
+    let mut chain: Vec<(String, String)> = Vec::new();
+    let mut dir = tool.to_owned();
+    loop {
+        if chain.iter().any(|(d, _)| *d == dir) || chain.len() > 8 {
+            return Err(format!("require_tool_appid loops at {dir}"));
+        }
+        let manifest = format!("{dir}/toolmanifest.vdf");
+        let text = std::fs::read_to_string(&manifest).map_err(|e| format!("{manifest}: {e}"))?;
+        let line = tool_commandline(&text, &dir).map_err(|e| format!("{manifest}: {e}"))?;
+        let next = required_tool(&text).map_err(|e| format!("{manifest}: {e}"))?;
+        chain.push((dir.clone(), line));
+        let Some(appid) = next else {
+            return Ok(chain);
+        };
+        dir = library
+            .iter()
+            .find(|(id, _)| *id == appid)
+            .map(|(_, d)| d.clone())
+            .ok_or_else(|| {
+                format!("{manifest}: required tool {appid} is not installed (no --library-tool {appid}=DIR)")
+            })?;
+    }
+}
+
 /// The shell fragment a v2 tool manifest's `commandline` gives for a game
 /// launch: `/entry args` with the entry made absolute under `dir` and
 /// `%verb%` replaced by `waitforexitandrun`.
@@ -77,13 +133,21 @@ fn tool_commandline(manifest: &str, dir: &str) -> Result<String, String> {
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let (mut localconfig, mut app, mut root, mut tool) = (None, None, None, None);
+    let (mut localconfig, mut app, mut root, mut tool, mut reaper) = (None, None, None, None, None);
+    let mut library = Vec::new();
     loop {
         match args.next().as_deref() {
             Some("--localconfig") => localconfig = args.next(),
             Some("--app") => app = args.next(),
             Some("--root") => root = args.next(),
             Some("--tool") => tool = args.next(),
+            Some("--reaper") => reaper = args.next(),
+            Some("--library-tool") => {
+                match args.next().as_deref().and_then(|v| v.split_once('=')) {
+                    Some((id, dir)) => library.push((id.to_owned(), dir.to_owned())),
+                    None => usage(),
+                }
+            }
             Some("--") => break,
             _ => usage(),
         }
@@ -95,29 +159,26 @@ fn main() {
     if game.is_empty() {
         usage();
     }
-    let text = std::fs::read_to_string(&localconfig).unwrap_or_else(|e| {
-        eprintln!("fake-steam: cannot read {localconfig}: {e}");
-        std::process::exit(1)
-    });
-    let options = launch_options(&text, &app).unwrap_or_else(|e| {
-        eprintln!("fake-steam: {localconfig}: {e}");
-        std::process::exit(1)
-    });
+    let text = std::fs::read_to_string(&localconfig)
+        .unwrap_or_else(|e| fail(format_args!("cannot read {localconfig}: {e}")));
+    let options =
+        launch_options(&text, &app).unwrap_or_else(|e| fail(format_args!("{localconfig}: {e}")));
     let mut command = game
         .iter()
         .map(|a| sh_quote(a).into_owned())
         .collect::<Vec<_>>()
         .join(" ");
+    let mut tool_paths = Vec::new();
     if let Some(dir) = &tool {
-        let manifest = format!("{dir}/toolmanifest.vdf");
-        let tool_line = std::fs::read_to_string(&manifest)
-            .map_err(|e| e.to_string())
-            .and_then(|t| tool_commandline(&t, dir))
-            .unwrap_or_else(|e| {
-                eprintln!("fake-steam: {manifest}: {e}");
-                std::process::exit(1)
-            });
-        command = format!("{tool_line} {command}");
+        let chain = tool_chain(dir, &library).unwrap_or_else(|e| fail(e));
+        // Innermost first in the variable; outermost first on the command line.
+        tool_paths = chain.iter().map(|(d, _)| d.clone()).collect();
+        for (_, line) in &chain {
+            command = format!("{line} {command}");
+        }
+    }
+    if let Some(reaper) = &reaper {
+        command = format!("{} SteamLaunch AppId={app} -- {command}", sh_quote(reaper));
     }
     let line = if options.contains(COMMAND) {
         options.replace(COMMAND, &command)
@@ -136,13 +197,12 @@ fn main() {
     if let Some(root) = root {
         cmd.env("STEAM_COMPAT_CLIENT_INSTALL_PATH", root);
     }
-    if let Some(dir) = tool {
-        cmd.env("STEAM_COMPAT_TOOL_PATHS", dir);
+    if !tool_paths.is_empty() {
+        cmd.env("STEAM_COMPAT_TOOL_PATHS", tool_paths.join(":"));
     }
-    let status = cmd.status().unwrap_or_else(|e| {
-        eprintln!("fake-steam: cannot run /bin/sh: {e}");
-        std::process::exit(1)
-    });
+    let status = cmd
+        .status()
+        .unwrap_or_else(|e| fail(format_args!("cannot run /bin/sh: {e}")));
     std::process::exit(
         status
             .code()
@@ -171,5 +231,39 @@ mod tests {
             "'/a b'/run waitforexitandrun --"
         );
         assert!(super::tool_commandline("\"manifest\" { \"commandline\" \"run\" }", "/t").is_err());
+    }
+
+    #[test]
+    fn required_tool_is_the_outer_one() {
+        let dir = std::env::temp_dir().join(format!("fake-steam-chain-{}", std::process::id()));
+        let inner = dir.join("inner");
+        let outer = dir.join("outer tool");
+        std::fs::create_dir_all(&inner).unwrap();
+        std::fs::create_dir_all(&outer).unwrap();
+        std::fs::write(
+            inner.join("toolmanifest.vdf"),
+            "\"manifest\" { \"commandline\" \"/in %verb%\" \"require_tool_appid\" \"1628350\" }",
+        )
+        .unwrap();
+        std::fs::write(
+            outer.join("toolmanifest.vdf"),
+            "\"manifest\" { \"commandline\" \"/_v2-entry-point --verb=%verb% --\" }",
+        )
+        .unwrap();
+        let lib = vec![("1628350".to_owned(), outer.display().to_string())];
+        let chain = super::tool_chain(inner.to_str().unwrap(), &lib).unwrap();
+        assert_eq!(chain.len(), 2);
+        assert_eq!(chain[0].0, inner.display().to_string());
+        assert!(
+            chain[1]
+                .1
+                .ends_with("/_v2-entry-point --verb=waitforexitandrun --")
+        );
+        let err = super::tool_chain(inner.to_str().unwrap(), &[]).unwrap_err();
+        assert!(
+            err.contains("required tool 1628350 is not installed"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
