@@ -3,6 +3,8 @@
 //! - [`testbed`]: what integration tests use: [`testbed::Testbed`] runs a shell
 //!   script as an unprivileged uid under a private, real `systemd --user`;
 //!   skip-or-fail logic for hosts that cannot do that.
+//! - [`flatpak`]: the offline flatpak test kit (busybox runtime, stand-in
+//!   apps, local repo) for runs inside a real sandbox.
 //! - [`bins`]: finding the workspace's built binaries (`cgsplit`,
 //!   `cgsplit-testbed`, `fake-steam`, …) from a test executable.
 //! - [`runner`]: the implementation of the `cgsplit-testbed` binary (root-only:
@@ -10,5 +12,6 @@
 //!   `shared/reference/TEST-ENVIRONMENT.md` "A real systemd user manager for tests".
 
 pub mod bins;
+pub mod flatpak;
 pub mod runner;
 pub mod testbed;
