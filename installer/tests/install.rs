@@ -54,14 +54,20 @@ impl Steam {
         self.root.join("compatibilitytools.d/cgsplit")
     }
 
-    fn run(&self, args: &[&str]) -> Output {
-        let out = Command::new(BIN)
-            .args(args)
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.args(args)
             .env("HOME", &self.home)
             .env("XDG_STATE_HOME", &self.state)
+            .env("XDG_CONFIG_HOME", self.home.join(".config"))
+            .env("XDG_DATA_HOME", self.home.join(".local/share"))
             .env_remove("CGSPLIT_SHIM")
-            .output()
-            .unwrap();
+            .env_remove("CGSPLIT_INSTALL_CRASH_AT");
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let out = self.cmd(args).output().unwrap();
         eprintln!(
             "$ cgsplit-install {}\n{}{}",
             args.join(" "),
@@ -453,4 +459,988 @@ fn bad_localconfig_and_usage() {
     assert_eq!(s.run(&["--game", "abc"]).status.code(), Some(2));
     assert_eq!(s.run(&["--game", "0"]).status.code(), Some(2));
     assert_eq!(s.run(&[]).status.code(), Some(2));
+}
+
+// ---------------------------------------------------------------------
+// Issue 3: layouts, accounts, libraries, undo, Steam running, compat tool,
+// shortcuts, dry run, crash safety, bad input, per-game flags.
+// ---------------------------------------------------------------------
+
+/// Every file under `dir`: relative path → (bytes or link target, mode).
+fn snapshot(dir: &Path) -> std::collections::BTreeMap<PathBuf, (Vec<u8>, u32)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = std::collections::BTreeMap::new();
+    fn walk(base: &Path, d: &Path, out: &mut std::collections::BTreeMap<PathBuf, (Vec<u8>, u32)>) {
+        let Ok(rd) = fs::read_dir(d) else { return };
+        for e in rd {
+            let e = e.unwrap();
+            let p = e.path();
+            let m = fs::symlink_metadata(&p).unwrap();
+            let rel = p.strip_prefix(base).unwrap().to_path_buf();
+            let mode = m.permissions().mode();
+            if m.file_type().is_symlink() {
+                let t = fs::read_link(&p).unwrap();
+                out.insert(rel, (t.into_os_string().into_encoded_bytes(), mode));
+            } else if m.is_dir() {
+                out.insert(rel, (b"<dir>".to_vec(), mode));
+                walk(base, &p, out);
+            } else if m.file_type().is_fifo() {
+                out.insert(rel, (b"<fifo>".to_vec(), mode));
+            } else {
+                out.insert(
+                    rel,
+                    (
+                        fs::read(&p).unwrap_or_else(|_| b"<unreadable>".to_vec()),
+                        mode,
+                    ),
+                );
+            }
+        }
+    }
+    walk(dir, dir, &mut out);
+    out
+}
+
+use std::os::unix::fs::FileTypeExt;
+
+fn shim_arg() -> Option<String> {
+    static_shim().map(|p| p.to_str().unwrap().to_owned())
+}
+
+/// A home with Steam roots at the given places (relative to `$HOME`), each a
+/// copy of the demo tree; `links` are (link, target) pairs relative to `$HOME`.
+fn home_with(roots: &[&str], links: &[(&str, &str)]) -> Steam {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    for r in roots {
+        let root = home.join(r);
+        fs::create_dir_all(&root).unwrap();
+        copy_dir(&Path::new(WS).join("demo/steam"), &root);
+        let lf = root.join("steamapps/libraryfolders.vdf");
+        let text = fs::read_to_string(&lf).unwrap();
+        fs::write(&lf, text.replace("@STEAM_ROOT@", root.to_str().unwrap())).unwrap();
+    }
+    for (link, target) in links {
+        let l = home.join(link);
+        fs::create_dir_all(l.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(home.join(target), &l).unwrap();
+    }
+    let root = home.join(roots[0]);
+    let state = tmp.path().join("state");
+    Steam {
+        _tmp: tmp,
+        home,
+        root,
+        state,
+    }
+}
+
+const FLATPAK: &str = ".var/app/com.valvesoftware.Steam/.local/share/Steam";
+
+#[test]
+fn discovery_of_every_layout_and_list() {
+    // (roots, links, expected rows: (root rel, kind, via count))
+    type Case<'a> = (
+        &'a str,
+        &'a [&'a str],
+        &'a [(&'a str, &'a str)],
+        &'a [(&'a str, &'a str, usize)],
+    );
+    let cases: &[Case] = &[
+        (
+            "native with ~/.steam/root and ~/.steam/steam links",
+            &[".local/share/Steam"],
+            &[
+                (".steam/root", ".local/share/Steam"),
+                (".steam/steam", ".local/share/Steam"),
+            ],
+            &[(".local/share/Steam", "native (~/.steam/root)", 3)],
+        ),
+        (
+            "Debian package",
+            &[".steam/debian-installation"],
+            &[
+                (".steam/root", ".steam/debian-installation"),
+                (".steam/steam", ".steam/debian-installation"),
+            ],
+            &[(".steam/debian-installation", "native (~/.steam/root)", 3)],
+        ),
+        (
+            "flatpak with its data/Steam link",
+            &[FLATPAK],
+            &[(
+                ".var/app/com.valvesoftware.Steam/data",
+                ".var/app/com.valvesoftware.Steam/.local/share",
+            )],
+            &[(FLATPAK, "flatpak", 2)],
+        ),
+        (
+            "snap",
+            &["snap/steam/common/.local/share/Steam"],
+            &[],
+            &[("snap/steam/common/.local/share/Steam", "snap", 1)],
+        ),
+        (
+            "native and flatpak side by side",
+            &[".local/share/Steam", FLATPAK],
+            &[(".steam/root", ".local/share/Steam")],
+            &[
+                (".local/share/Steam", "native (~/.steam/root)", 2),
+                (FLATPAK, "flatpak", 1),
+            ],
+        ),
+    ];
+    for (name, roots, links, rows) in cases {
+        let s = home_with(roots, links);
+        let out = s.run(&["--list"]);
+        assert!(out.status.success(), "{name}: {}", stderr(&out));
+        let o = stdout(&out);
+        let lines: Vec<&str> = o.lines().skip(1).collect();
+        // Two accounts per root (userdata/0 is not one).
+        assert_eq!(lines.len(), rows.len() * 2, "{name}:\n{o}");
+        for (root, kind, via) in *rows {
+            let canon = fs::canonicalize(s.home.join(root)).unwrap();
+            let mine: Vec<&&str> = lines
+                .iter()
+                .filter(|l| l.starts_with(&format!("{} ", canon.display())))
+                .collect();
+            assert_eq!(mine.len(), 2, "{name}: {root}\n{o}");
+            assert!(mine[0].contains(kind), "{name}: {kind}\n{o}");
+            let via_list = mine[0]
+                .split("via ")
+                .nth(1)
+                .unwrap()
+                .split(';')
+                .next()
+                .unwrap();
+            assert_eq!(via_list.split(", ").count(), *via, "{name}: via count\n{o}");
+            assert!(
+                o.contains("39734273")
+                    && o.contains("76561198000000001")
+                    && o.contains("demo_gamer"),
+                "{o}"
+            );
+            assert!(mine.iter().any(|l| l.contains("MostRecent")), "{name}\n{o}");
+        }
+    }
+}
+
+#[test]
+fn tool_goes_into_every_root_and_launch_options_into_the_steam_root_one() {
+    let Some(shim) = shim_arg() else { return };
+    let s = home_with(
+        &[".local/share/Steam", FLATPAK],
+        &[(".steam/root", ".local/share/Steam")],
+    );
+    let flat = s.home.join(FLATPAK);
+    let flat_lc = flat.join("userdata/39734273/config/localconfig.vdf");
+    let flat_before = fs::read(&flat_lc).unwrap();
+    // The game is installed in the native root only.
+    fs::remove_file(flat.join("steamapps/appmanifest_620.acf")).unwrap();
+    let out = s.run(&["--game", "620", "--shim", &shim]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for root in [&s.root, &flat] {
+        let t = root.join("compatibilitytools.d/cgsplit");
+        assert_eq!(
+            fs::read(t.join("cgsplit-shim")).unwrap(),
+            fs::read(&shim).unwrap()
+        );
+        assert!(t.join("compatibilitytool.vdf").exists());
+    }
+    assert_eq!(fs::read(&flat_lc).unwrap(), flat_before);
+    let v = localconfig_value(&s.localconfig(39734273), 620).unwrap();
+    assert!(
+        v.contains(&format!(
+            "{}/compatibilitytools.d/cgsplit/cgsplit-shim",
+            s.root.display()
+        )),
+        "{v}"
+    );
+    let o = stdout(&out);
+    assert!(
+        o.contains(&format!(
+            "{}/compatibilitytools.d/cgsplit, {}/compatibilitytools.d/cgsplit",
+            s.root.display(),
+            flat.display()
+        )),
+        "{o}"
+    );
+}
+
+#[test]
+fn several_roots_with_the_game_ask_for_one_and_steam_root_picks() {
+    let Some(shim) = shim_arg() else { return };
+    let s = home_with(
+        &[".local/share/Steam", FLATPAK],
+        &[(".steam/root", ".local/share/Steam")],
+    );
+    let flat = s.home.join(FLATPAK);
+    let before = snapshot(&s.home);
+    let out = s.run(&["--game", "620", "--shim", &shim]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("several Steam roots") && stderr(&out).contains("--steam-root"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(snapshot(&s.home), before, "nothing touched");
+    let out = s.run(&[
+        "--game",
+        "620",
+        "--shim",
+        &shim,
+        "--steam-root",
+        flat.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lc = flat.join("userdata/39734273/config/localconfig.vdf");
+    let v = localconfig_value(&lc, 620).unwrap();
+    // The flatpak sandbox sees ~/.var/app/com.valvesoftware.Steam at the same
+    // path, so the shim path in the launch line is reachable inside it.
+    assert!(
+        v.contains(&format!(
+            "{}/compatibilitytools.d/cgsplit/cgsplit-shim",
+            flat.display()
+        )),
+        "{v}"
+    );
+    assert!(
+        !s.root.join("compatibilitytools.d").exists(),
+        "only the chosen root"
+    );
+}
+
+fn localconfig_value(lc: &Path, app: u32) -> Option<String> {
+    let mut t = tree(&fs::read(lc).unwrap());
+    take_launch_options(&mut t, app)
+}
+
+#[test]
+fn accounts_either_id_form_and_all_accounts() {
+    let Some(shim) = shim_arg() else { return };
+    let s = Steam::new();
+    let (a, b) = (s.localconfig(39734273), s.localconfig(39735049));
+    let (a0, b0) = (fs::read(&a).unwrap(), fs::read(&b).unwrap());
+    // SteamID64 of 39735049 = 76561197960265728 + 39735049.
+    let out = s.run(&[
+        "--game",
+        "620",
+        "--shim",
+        &shim,
+        "--account",
+        "76561198000000777",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("Account: 39735049 (SteamID64 76561198000000777; --account)"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(fs::read(&a).unwrap(), a0);
+    assert_ne!(fs::read(&b).unwrap(), b0);
+    let out = s.run(&["--game", "620", "--shim", &shim, "--all-accounts"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        localconfig_value(&a, 620)
+            .unwrap()
+            .contains("cgsplit-shim' -- %command%")
+    );
+    assert!(
+        localconfig_value(&b, 620)
+            .unwrap()
+            .contains("cgsplit-shim' -- %command%")
+    );
+    let out = s.run(&["--remove", "--game", "620"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(fs::read(&a).unwrap(), a0);
+    assert_eq!(fs::read(&b).unwrap(), b0);
+    assert_eq!(
+        s.run(&["--game", "620", "--account", "1", "--all-accounts"])
+            .status
+            .code(),
+        Some(2)
+    );
+}
+
+#[test]
+fn library_folders_give_the_name_or_a_warning() {
+    let Some(shim) = shim_arg() else { return };
+    let s = Steam::new();
+    // Move the manifest into a second library listed in libraryfolders.vdf.
+    let lib = s.home.join("Games/SteamLibrary");
+    fs::create_dir_all(lib.join("steamapps")).unwrap();
+    fs::rename(
+        s.root.join("steamapps/appmanifest_620.acf"),
+        lib.join("steamapps/appmanifest_620.acf"),
+    )
+    .unwrap();
+    let lf = s.root.join("steamapps/libraryfolders.vdf");
+    let text = fs::read_to_string(&lf).unwrap();
+    let text = text.trim_end().strip_suffix('}').unwrap().to_owned()
+        + &format!(
+            "\t\"1\"\n\t{{\n\t\t\"path\"\t\t\"{}\"\n\t\t\"apps\"\n\t\t{{\n\t\t\t\"620\"\t\t\"1\"\n\t\t}}\n\t}}\n}}\n",
+            lib.display()
+        );
+    fs::write(&lf, text).unwrap();
+    let out = s.run(&["--game", "620", "--shim", &shim]);
+    assert!(out.status.success());
+    assert!(
+        stdout(&out).contains("Game 620: Portal 2 (")
+            && stdout(&out).contains("Games/SteamLibrary/steamapps/appmanifest_620.acf"),
+        "{}",
+        stdout(&out)
+    );
+    // A game with no manifest anywhere: a warning, not a failure.
+    let out = s.run(&["--game", "570", "--shim", &shim]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("warning: no appmanifest_570.acf in")
+            && stderr(&out).contains("Games/SteamLibrary/steamapps"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+fn fifo(path: &Path) {
+    nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+}
+
+#[test]
+fn stop_steam_asks_through_the_pipe_and_waits() {
+    use std::io::BufRead;
+    let Some(shim) = shim_arg() else { return };
+    let s = Steam::new();
+    let pipe = s.home.join(".steam/steam.pipe");
+    fifo(&pipe);
+    // A stand-in Steam: reads the pipe, exits (closes it) a moment after a
+    // shutdown request, as Steam does.
+    let reader = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(&pipe)
+        .unwrap();
+    let steam = std::thread::spawn(move || {
+        let mut r = std::io::BufReader::new(reader);
+        let mut line = String::new();
+        for _ in 0..200 {
+            match r.read_line(&mut line) {
+                Ok(_) if line.ends_with('\n') => break,
+                _ => std::thread::sleep(std::time::Duration::from_millis(20)),
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        line
+    });
+    let out = s.run(&["--game", "620", "--shim", &shim, "--stop-steam"]);
+    let line = steam.join().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        line,
+        format!("'{}/ubuntu12_32/steam' '-shutdown'\n", s.root.display())
+    );
+    let o = stdout(&out);
+    assert!(
+        o.contains("Asked Steam to shut down")
+            && o.contains("waiting for Steam to exit… 1 s")
+            && o.contains("Steam has shut down"),
+        "{o}"
+    );
+    assert!(
+        localconfig_value(&s.localconfig(39734273), 620)
+            .unwrap()
+            .contains("cgsplit-shim")
+    );
+
+    // A Steam that does not exit: bounded wait, then a refusal; nothing written.
+    let s = Steam::new();
+    let pipe = s.home.join(".steam/steam.pipe");
+    fifo(&pipe);
+    let _stuck = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(&pipe)
+        .unwrap();
+    let before = snapshot(&s.home);
+    let out = s.run(&[
+        "--game",
+        "620",
+        "--shim",
+        &shim,
+        "--stop-steam",
+        "--stop-timeout",
+        "1",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("still running 1 s after the shutdown request"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(snapshot(&s.home), before);
+
+    // A pipe nobody reads (Steam not running): nothing is written into it
+    // (that would start nothing, but a later Steam would read a stale
+    // shutdown request) and the install goes ahead.
+    let s = Steam::new();
+    let pipe = s.home.join(".steam/steam.pipe");
+    fifo(&pipe);
+    let out = s.run(&["--game", "620", "--shim", &shim, "--stop-steam"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stdout(&out).contains("Asked Steam"));
+    let r = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(&pipe)
+        .unwrap();
+    let mut buf = [0u8; 16];
+    use std::io::Read;
+    assert_eq!(
+        (&r).read(&mut buf).unwrap_or(0),
+        0,
+        "nothing was queued in the pipe"
+    );
+}
+
+fn write_appinfo(s: &Steam) {
+    fs::create_dir_all(s.root.join("appcache")).unwrap();
+    fs::write(
+        s.root.join("appcache/appinfo.vdf"),
+        cgsplit_install::steam::appinfo::render(
+            29,
+            &[
+                (620, "windows,macos,linux", "Portal 2"),
+                (730, "windows", "Counter-Strike 2"),
+            ],
+        ),
+    )
+    .unwrap();
+    fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/steam/config.vdf"),
+        s.root.join("config/config.vdf"),
+    )
+    .unwrap();
+}
+
+#[test]
+fn set_compat_tool_only_for_native_games_and_remove_restores_config_vdf() {
+    let Some(shim) = shim_arg() else { return };
+    let s = Steam::new();
+    write_appinfo(&s);
+    let cfg = s.root.join("config/config.vdf");
+    let cfg0 = fs::read(&cfg).unwrap();
+    let lc0 = fs::read(s.localconfig(39734273)).unwrap();
+
+    // A Windows game: refused, nothing touched.
+    let before = snapshot(&s.home);
+    let out = s.run(&["--game", "730", "--shim", &shim, "--set-compat-tool"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("only for native Linux games")
+            && stderr(&out).contains("oslist")
+            && stderr(&out).contains("\"windows\""),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(snapshot(&s.home), before);
+
+    // A native game: CompatToolMapping created in the lowercase-`valve` file.
+    let out = s.run(&["--game", "620", "--shim", &shim, "--set-compat-tool"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("native Linux game"),
+        "{}",
+        stdout(&out)
+    );
+    let text = fs::read_to_string(&cfg).unwrap();
+    assert!(text.contains("\t\t\t\t\"CompatToolMapping\"\n\t\t\t\t{\n\t\t\t\t\t\"620\"\n\t\t\t\t\t{\n\t\t\t\t\t\t\"name\"\t\t\"cgsplit\"\n\t\t\t\t\t\t\"config\"\t\t\"\"\n\t\t\t\t\t\t\"priority\"\t\t\"250\"\n\t\t\t\t\t}\n\t\t\t\t}\n"), "{text}");
+    assert_eq!(
+        fs::read(cfg.with_file_name("config.vdf.cgsplit-bak")).unwrap(),
+        cfg0
+    );
+    assert_eq!(
+        fs::read(s.localconfig(39734273)).unwrap(),
+        lc0,
+        "launch options untouched"
+    );
+    assert!(stdout(&out).contains("restart"), "{}", stdout(&out));
+    // --native overrides for a game appinfo does not call native.
+    let out = s.run(&[
+        "--game",
+        "730",
+        "--shim",
+        &shim,
+        "--set-compat-tool",
+        "--native",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Remove both: byte for byte, CompatToolMapping gone again.
+    assert!(s.run(&["--remove", "--game", "730"]).status.success());
+    let out = s.run(&["--remove", "--game", "620"]);
+    assert!(out.status.success());
+    assert_eq!(fs::read(&cfg).unwrap(), cfg0);
+
+    // An existing mapping (Proton chosen by the user) comes back exactly.
+    let with = String::from_utf8(cfg0.clone()).unwrap().replace(
+        "\t\t\t\t\"SurveyDate\"",
+        "\t\t\t\t\"CompatToolMapping\"\n\t\t\t\t{\n\t\t\t\t\t\"620\"\n\t\t\t\t\t{\n\t\t\t\t\t\t\"name\"\t\t\"proton_9\"\n\t\t\t\t\t\t\"config\"\t\t\"\"\n\t\t\t\t\t\t\"Priority\"\t\t\"250\"\n\t\t\t\t\t}\n\t\t\t\t}\n\t\t\t\t\"SurveyDate\"",
+    );
+    fs::write(&cfg, &with).unwrap();
+    assert!(
+        s.run(&["--game", "620", "--shim", &shim, "--set-compat-tool"])
+            .status
+            .success()
+    );
+    assert!(
+        fs::read_to_string(&cfg)
+            .unwrap()
+            .contains("\"name\"\t\t\"cgsplit\"")
+    );
+    assert!(s.run(&["--remove", "--game", "620"]).status.success());
+    assert_eq!(fs::read_to_string(&cfg).unwrap(), with);
+
+    // Changed in Steam since: left alone, and said so.
+    assert!(
+        s.run(&["--game", "620", "--shim", &shim, "--set-compat-tool"])
+            .status
+            .success()
+    );
+    let changed = fs::read_to_string(&cfg).unwrap().replace(
+        "\"name\"\t\t\"cgsplit\"",
+        "\"name\"\t\t\"proton_experimental\"",
+    );
+    fs::write(&cfg, &changed).unwrap();
+    let out = s.run(&["--remove", "--game", "620"]);
+    assert!(out.status.success());
+    assert!(
+        stdout(&out).contains("changed since cgsplit wrote it"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(fs::read_to_string(&cfg).unwrap(), changed);
+}
+
+#[test]
+fn non_steam_shortcut_ids_are_refused() {
+    let s = Steam::new();
+    let before = snapshot(&s.home);
+    let out = s.run(&["--game", "3000000000", "--shim", "/bin/busybox"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("non-Steam shortcut") && stderr(&out).contains("shortcuts.vdf"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(snapshot(&s.home), before);
+}
+
+#[test]
+fn dry_run_prints_unified_diffs_and_changes_nothing() {
+    let Some(shim) = shim_arg() else { return };
+    let s = Steam::new();
+    let before = snapshot(&s.home);
+    let out = s.run(&["--game", "620", "--shim", &shim, "--dry-run"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let o = stdout(&out);
+    let lc = s.localconfig(39734273);
+    assert!(
+        o.contains(&format!(
+            "--- a{}\n+++ b{}\n@@ ",
+            lc.display(),
+            lc.display()
+        )),
+        "{o}"
+    );
+    assert!(o.contains("-\t\t\t\t\t\t\"LaunchOptions\"\t\t\"DEMO_GREETING='hello from Steam' %command% -novid\"\n+\t\t\t\t\t\t\"LaunchOptions\"\t\t\"DEMO_GREETING='hello from Steam' '"), "{o}");
+    assert!(
+        o.contains("+++ b")
+            && o.contains("compatibilitytool.vdf")
+            && o.contains("binary ")
+            && o.contains("launch-options.vdf"),
+        "{o}"
+    );
+    assert!(o.contains("Dry run: nothing was written."));
+    assert_eq!(snapshot(&s.home), before);
+    assert!(!s.state.exists());
+    // And for --remove and --uninstall after a real install.
+    assert!(s.run(&["--game", "620", "--shim", &shim]).status.success());
+    let installed = snapshot(&s.home);
+    for args in [
+        &["--remove", "--game", "620", "--dry-run"][..],
+        &["--uninstall", "--dry-run"],
+    ] {
+        let out = s.run(args);
+        assert!(out.status.success());
+        assert!(stdout(&out).contains("+\t\t\t\t\t\t\"LaunchOptions\"\t\t\"DEMO_GREETING='hello from Steam' %command% -novid\""), "{}", stdout(&out));
+        assert_eq!(snapshot(&s.home), installed);
+    }
+}
+
+/// Waits until `pid` is stopped (state `T` in /proc/<pid>/stat) or gone.
+fn wait_stopped(pid: u32) -> bool {
+    for _ in 0..500 {
+        match fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Ok(st) => {
+                let state = st
+                    .rsplit(')')
+                    .next()
+                    .unwrap()
+                    .split_whitespace()
+                    .next()
+                    .unwrap()
+                    .to_owned();
+                if state == "T" || state == "t" {
+                    return true;
+                }
+                if state == "Z" {
+                    return false;
+                }
+            }
+            Err(_) => return false,
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    false
+}
+
+#[test]
+fn kill_9_at_every_write_step_leaves_old_or_new_and_a_rerun_completes() {
+    let Some(shim) = shim_arg() else { return };
+    // The expected result, from an undisturbed run.
+    let clean = Steam::new();
+    let lc_before = fs::read(clean.localconfig(39734273)).unwrap();
+    assert!(
+        clean
+            .run(&["--game", "620", "--shim", &shim])
+            .status
+            .success()
+    );
+    let lc_after = fs::read(clean.localconfig(39734273)).unwrap();
+    assert_ne!(lc_before, lc_after);
+    for point in [
+        "tool-written",
+        "state-written",
+        "temp-half-written",
+        "temp-written",
+        "temp-synced",
+        "backup-linked",
+        "renamed",
+    ] {
+        let s = Steam::new();
+        let lc = s.localconfig(39734273);
+        let mut child = s
+            .cmd(&["--game", "620", "--shim", &shim])
+            .env("CGSPLIT_INSTALL_CRASH_AT", point)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        assert!(
+            wait_stopped(child.id()),
+            "{point}: the installer never reached the crash point"
+        );
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        let status = child.wait().unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(9), "{point}");
+        // The same result in this tree (the shim path names its root).
+        let lc_after = String::from_utf8(lc_after.clone())
+            .unwrap()
+            .replace(clean.root.to_str().unwrap(), s.root.to_str().unwrap())
+            .into_bytes();
+        let now = fs::read(&lc).unwrap();
+        assert!(
+            now == lc_before || now == lc_after,
+            "{point}: partial localconfig.vdf"
+        );
+        let expect_new = matches!(point, "renamed");
+        assert_eq!(now == lc_after, expect_new, "{point}");
+        // The file still parses, whichever it is.
+        tree(&now);
+        // A rerun finishes the job; --remove then restores the original.
+        let out = s.run(&["--game", "620", "--shim", &shim]);
+        assert!(out.status.success(), "{point}: {}", stderr(&out));
+        assert_eq!(fs::read(&lc).unwrap(), lc_after, "{point}");
+        let leftovers: Vec<_> = fs::read_dir(lc.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.ends_with(".tmp"))
+            .collect();
+        assert!(
+            leftovers.is_empty(),
+            "{point}: temp files left: {leftovers:?}"
+        );
+        let out = s.run(&["--remove", "--game", "620"]);
+        assert!(out.status.success(), "{point}: {}", stderr(&out));
+        assert_eq!(fs::read(&lc).unwrap(), lc_before, "{point}");
+    }
+}
+
+#[test]
+fn backups_rotate_and_keep_three() {
+    let Some(shim) = shim_arg() else { return };
+    let s = Steam::new();
+    let lc = s.localconfig(39734273);
+    let mut versions = vec![fs::read(&lc).unwrap()];
+    for flag in ["--one", "--two", "--three", "--four"] {
+        assert!(
+            s.run(&["--game", "620", "--shim", &shim, "--shim-flag", flag])
+                .status
+                .success()
+        );
+        versions.push(fs::read(&lc).unwrap());
+    }
+    let bak = |n: usize| {
+        let name = if n == 0 {
+            "localconfig.vdf.cgsplit-bak".to_owned()
+        } else {
+            format!("localconfig.vdf.cgsplit-bak.{n}")
+        };
+        fs::read(lc.with_file_name(name)).unwrap()
+    };
+    assert_eq!(bak(0), versions[3]);
+    assert_eq!(bak(1), versions[2]);
+    assert_eq!(bak(2), versions[1]);
+    assert!(!lc.with_file_name("localconfig.vdf.cgsplit-bak.3").exists());
+}
+
+#[test]
+fn bad_input_table_one_clear_error_nothing_touched() {
+    let Some(shim) = shim_arg() else { return };
+    type Setup = fn(&Steam) -> Vec<String>;
+    let lc_rel = "userdata/39734273/config/localconfig.vdf";
+    let cases: Vec<(&str, Setup, &[&str], i32)> = vec![
+        (
+            "truncated localconfig.vdf",
+            |s| {
+                let lc = s.localconfig(39734273);
+                let b = fs::read(&lc).unwrap();
+                fs::write(&lc, &b[..b.len() * 2 / 3]).unwrap();
+                vec![]
+            },
+            &["localconfig.vdf:", "nothing was written"],
+            1,
+        ),
+        (
+            "unbalanced localconfig.vdf",
+            |s| {
+                let lc = s.localconfig(39734273);
+                let t = fs::read_to_string(&lc).unwrap().replacen(
+                    "\t\t\"Valve\"\n\t\t{\n",
+                    "\t\t\"Valve\"\n\t\t{\n\t\t}\n",
+                    1,
+                );
+                fs::write(&lc, t).unwrap();
+                vec![]
+            },
+            &["localconfig.vdf:", "unexpected '}'"],
+            1,
+        ),
+        (
+            "binary data where text VDF is expected",
+            |s| {
+                let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/corpus/WilliamVenner__steamlocate-rs__tests__assets__shortcuts_different_key_case.vdf");
+                fs::copy(src, s.localconfig(39734273)).unwrap();
+                vec![]
+            },
+            &["localconfig.vdf: binary data at byte 0 (line 1)"],
+            1,
+        ),
+        (
+            "unreadable localconfig.vdf (a directory)",
+            |s| {
+                let lc = s.localconfig(39734273);
+                fs::remove_file(&lc).unwrap();
+                fs::create_dir(&lc).unwrap();
+                vec![]
+            },
+            &["cannot read", "localconfig.vdf"],
+            1,
+        ),
+        (
+            "read-only localconfig.vdf",
+            |s| {
+                use std::os::unix::fs::PermissionsExt;
+                fs::set_permissions(s.localconfig(39734273), fs::Permissions::from_mode(0o444))
+                    .unwrap();
+                vec![]
+            },
+            &["localconfig.vdf is read-only", "chmod u+w"],
+            1,
+        ),
+        (
+            "userdata without config/",
+            |s| {
+                fs::remove_dir_all(s.root.join("userdata/39734273/config")).unwrap();
+                vec![]
+            },
+            &["userdata/39734273 has no config/ directory"],
+            1,
+        ),
+        (
+            "two roots that are one directory through a symlink",
+            |s| {
+                let link = s.home.join("steam-link");
+                std::os::unix::fs::symlink(&s.root, &link).unwrap();
+                vec![
+                    "--steam-root".into(),
+                    s.root.to_str().unwrap().into(),
+                    "--steam-root".into(),
+                    link.to_str().unwrap().into(),
+                ]
+            },
+            &["are the same directory"],
+            1,
+        ),
+        (
+            "an app id that is not a number",
+            |_| vec!["--game".into(), "portal2".into()],
+            &["--game \"portal2\" is not a number"],
+            2,
+        ),
+        (
+            "truncated loginusers.vdf",
+            |s| {
+                let p = s.root.join("config/loginusers.vdf");
+                let b = fs::read(&p).unwrap();
+                fs::write(&p, &b[..b.len() / 2]).unwrap();
+                vec![]
+            },
+            &["loginusers.vdf"],
+            1,
+        ),
+        (
+            "unbalanced config.vdf with --set-compat-tool",
+            |s| {
+                write_appinfo(s);
+                let p = s.root.join("config/config.vdf");
+                let t = fs::read_to_string(&p).unwrap().replace(
+                    "\"SurveyDate\"\t\t\"2024-11-02\"",
+                    "\"SurveyDate\"\t\t\"2024-11-02",
+                );
+                fs::write(&p, t).unwrap();
+                vec!["--set-compat-tool".into()]
+            },
+            &["config.vdf:", "unterminated quoted string"],
+            1,
+        ),
+    ];
+    let _ = lc_rel;
+    for (name, setup, want, code) in cases {
+        let s = Steam::new();
+        let mut args: Vec<String> = setup(&s);
+        if !args.iter().any(|a| a == "--game") {
+            args.extend(["--game".into(), "620".into()]);
+        }
+        args.extend(["--shim".into(), shim.clone()]);
+        let before = snapshot(&s.home);
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = s.run(&argv);
+        assert_eq!(out.status.code(), Some(code), "{name}: {}", stderr(&out));
+        let e = stderr(&out);
+        assert_eq!(e.lines().count(), 1, "{name}: one line\n{e}");
+        for w in want {
+            assert!(e.contains(w), "{name}: missing {w:?} in\n{e}");
+        }
+        assert_eq!(snapshot(&s.home), before, "{name}: a file was touched");
+        assert!(!s.state.exists(), "{name}: state written");
+    }
+}
+
+#[test]
+fn error_lines_point_at_the_line() {
+    let Some(shim) = shim_arg() else { return };
+    let s = Steam::new();
+    let lc = s.localconfig(39734273);
+    let t = fs::read_to_string(&lc).unwrap();
+    // Line 5 becomes a `{` with no key before it.
+    let mut lines: Vec<&str> = t.lines().collect();
+    assert_eq!(lines[4], "\t\t\"Permissions\"\t\t\"1\"");
+    lines[4] = "\t\t{";
+    fs::write(&lc, lines.join("\n") + "\n").unwrap();
+    let out = s.run(&["--game", "620", "--shim", &shim]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains(&format!(
+            "{}:5:3: not valid KeyValues text: '{{' without a key",
+            lc.display()
+        )),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn per_game_flags_from_config_toml_are_written_and_rewritten() {
+    let Some(shim) = shim_arg() else { return };
+    let s = Steam::new();
+    let lc = s.localconfig(39734273);
+    let before = fs::read(&lc).unwrap();
+    let cfg = s.home.join(".config/cgsplit/config.toml");
+    fs::create_dir_all(cfg.parent().unwrap()).unwrap();
+    fs::write(&cfg, "[games.620]\nnetwork = \"localhost\"\n").unwrap();
+    let out = s.run(&["--game", "620", "--shim", &shim]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v = localconfig_value(&lc, 620).unwrap();
+    assert!(
+        v.ends_with("cgsplit-shim' --network localhost -- %command% -novid"),
+        "{v}"
+    );
+    // The config changes: running again rewrites the flags in place.
+    fs::write(&cfg, "[games.620]\nkill_steam_on_exit = true\n").unwrap();
+    let out = s.run(&["--game", "620", "--shim", &shim, "--shim-flag", "--verbose"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v = localconfig_value(&lc, 620).unwrap();
+    assert!(
+        v.ends_with("cgsplit-shim' --kill-steam --verbose -- %command% -novid"),
+        "{v}"
+    );
+    assert!(v.starts_with("DEMO_GREETING='hello from Steam' '"), "{v}");
+    // Remove still restores the very first value.
+    assert!(s.run(&["--remove", "--game", "620"]).status.success());
+    assert_eq!(fs::read(&lc).unwrap(), before);
+    // A broken config.toml is an error naming it, before anything is written.
+    fs::write(&cfg, "[games.620]\nnetwork = 5\n").unwrap();
+    let snap = snapshot(&s.home);
+    let out = s.run(&["--game", "620", "--shim", &shim]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(stderr(&out).contains("config.toml"), "{}", stderr(&out));
+    assert_eq!(snapshot(&s.home), snap);
+}
+
+#[test]
+fn uninstall_undoes_every_game_and_root() {
+    let Some(shim) = shim_arg() else { return };
+    let s = Steam::new();
+    write_appinfo(&s);
+    let before = snapshot(&s.home);
+    assert!(
+        s.run(&["--game", "620", "--shim", &shim, "--all-accounts"])
+            .status
+            .success()
+    );
+    assert!(s.run(&["--game", "400", "--shim", &shim]).status.success());
+    assert!(
+        s.run(&["--game", "620", "--shim", &shim, "--set-compat-tool"])
+            .status
+            .success()
+    );
+    let out = s.run(&["--uninstall"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let after = snapshot(&s.home);
+    // Everything is as before except the backups cgsplit left next to the files.
+    let strip = |m: std::collections::BTreeMap<PathBuf, (Vec<u8>, u32)>| {
+        m.into_iter()
+            .filter(|(p, _)| {
+                !p.to_string_lossy().contains(".cgsplit-bak")
+                    && !p.ends_with("compatibilitytools.d")
+            })
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    assert_eq!(strip(after), strip(before));
+    assert!(!s.tool_dir().exists());
+    assert!(!s.state.join("cgsplit/launch-options.vdf").exists());
 }
