@@ -585,7 +585,8 @@ impl Filter {
 
     /// Attaches every program (cgroup_skb ingress + egress, connect4/6,
     /// sendmsg4/6; `BPF_F_ALLOW_MULTI`) to the cgroup2 directory `cgroup`
-    /// (an fd opened with O_DIRECTORY, O_PATH is fine) with `policy`, all or
+    /// (an fd opened with O_DIRECTORY; an O_PATH fd is reopened read-only
+    /// through `/proc/self/fd`) with `policy`, all or
     /// none, and pins the links under `pin_root/links/<cgroup id>/`.
     ///
     /// Restricting an already restricted cgroup replaces its allow-list in
@@ -622,6 +623,11 @@ impl Filter {
         }
         let id = meta.ino();
         let uid = meta.uid();
+        // The attach refuses O_PATH fds (the kernel's fdget() skips them):
+        // reopen the same directory through /proc/self/fd (no path walk).
+        let reopened = sys::reopen_if_o_path(cgroup)
+            .map_err(io_err("reopening O_PATH fd", Path::new("<cgroup fd>")))?;
+        let cgroup = reopened.as_ref().map_or(cgroup, |f| f.as_fd());
         if !sys::cgroup_alive(cgroup).map_err(io_err("checking", Path::new("<cgroup fd>")))? {
             return Err(Error::CgroupGone { cgroup_id: id });
         }

@@ -112,3 +112,21 @@ pub fn cgroup_alive(fd: BorrowedFd<'_>) -> io::Result<bool> {
         Err(e) => Err(e.into()),
     }
 }
+
+/// When `fd` is an O_PATH fd, the same directory reopened O_RDONLY |
+/// O_DIRECTORY through `/proc/self/fd/N` (which reopens the inode the fd
+/// holds, without a path walk); `None` for any other fd.
+pub fn reopen_if_o_path(fd: BorrowedFd<'_>) -> io::Result<Option<OwnedFd>> {
+    let flags = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFL).map_err(io::Error::from)?;
+    if flags & libc::O_PATH == 0 {
+        return Ok(None);
+    }
+    let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    let f = nix::fcntl::open(
+        path.as_str(),
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(io::Error::from)?;
+    Ok(Some(f))
+}

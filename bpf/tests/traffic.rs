@@ -414,3 +414,37 @@ fn gc_collects_removed_cgroups() {
     );
     assert!(filter.release(a.cgroup_id).unwrap());
 }
+
+#[test]
+fn refusal_events_are_rate_limited() {
+    if !inner("refusal_events_are_rate_limited") {
+        return;
+    }
+    let bpffs = Bpffs::mount();
+    let cg = Cgroups::new("flood");
+    let scope = cg.make("cgsplit-622.scope");
+    let mut filter = Filter::load(&bpffs.pin_root()).unwrap();
+    let att = filter
+        .restrict(Cgroups::open(&scope).as_fd(), &"localhost".parse().unwrap())
+        .unwrap();
+    // No interface needed: sendmsg4 refuses before any routing.
+    let flood: Vec<String> = (0..300)
+        .map(|i| format!("udp-sendto:192.0.2.{}:9", i % 250 + 1))
+        .collect();
+    let rs = probe(Some(&scope), 0, &flood);
+    assert!(rs.iter().all(|r| r.result == "EPERM"), "{rs:?}");
+    let events = filter.drain_events();
+    let c = filter.status(att.cgroup_id).unwrap().unwrap().counters;
+    assert_eq!(c.sendmsg_refused, 300, "{c:?}");
+    // 16 at once, then 8 per second: the flood took well under a second.
+    let elapsed_s = rs.iter().map(|r| r.micros).sum::<u64>() as f64 / 1e6;
+    let max = 16 + (elapsed_s * 8.0).ceil() as usize + 1;
+    assert!(
+        (16..=max).contains(&events.len()),
+        "{} events (max {max})",
+        events.len()
+    );
+    assert_eq!(c.events_suppressed + events.len() as u64, 300, "{c:?}");
+    assert_eq!(c.events_lost, 0);
+    filter.release(att.cgroup_id).unwrap();
+}
