@@ -34,13 +34,23 @@ pub fn ensure_bpffs(dir: &Path) -> Result<PathBuf> {
 /// Capability numbers (linux/capability.h).
 const CAP_NET_ADMIN: u32 = 12;
 const CAP_SYS_ADMIN: u32 = 21;
+const CAP_PERFMON: u32 = 38;
 const CAP_BPF: u32 = 39;
 
-/// Which of the capabilities the filter needs (CAP_BPF to load programs and
-/// maps, CAP_NET_ADMIN to attach cgroup network programs; kernel
-/// `bpf_prog_load`/`cgroup_bpf_prog_attach` checks) this process lacks in its
-/// effective set, from `CapEff` in `/proc/self/status` (proc(5)). CAP_SYS_ADMIN
-/// satisfies both on kernels before 5.8, and is counted as such.
+/// Which of the capabilities loading and attaching the filter needs this
+/// process lacks in its effective set (`CapEff` in `/proc/self/status`,
+/// proc(5)). Measured on Linux 6.18 with `setpriv --bounding-set`:
+///
+/// - CAP_BPF: `BPF_PROG_LOAD`/`BPF_MAP_CREATE`;
+/// - CAP_NET_ADMIN: attaching cgroup_skb and cgroup sock_addr programs;
+/// - CAP_PERFMON: the verifier refuses `bpf_get_current_comm` in the
+///   sock_addr programs without it ("program of this type cannot use
+///   helper"); the refusal events record the process's comm.
+///
+/// CAP_SYS_ADMIN stands in for CAP_BPF and CAP_PERFMON (kernels before 5.8
+/// know only it). Not checked here: CAP_DAC_OVERRIDE, needed to set the
+/// policy xattr on a directory a user owns; without it the attach is undone
+/// and the error says so.
 pub fn missing_caps() -> Vec<&'static str> {
     let eff = std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -58,6 +68,9 @@ pub fn missing_caps() -> Vec<&'static str> {
     if !has(CAP_NET_ADMIN) {
         out.push("CAP_NET_ADMIN");
     }
+    if !has(CAP_PERFMON) && !has(CAP_SYS_ADMIN) {
+        out.push("CAP_PERFMON");
+    }
     out
 }
 
@@ -69,6 +82,6 @@ pub fn check_caps() -> Result<()> {
     }
     Err(Error::Failed(format!(
         "lacks {} (BPF not permitted): run it as root, or from cgsplit-netd.service whose CapabilityBoundingSet grants them",
-        missing.join(" and ")
+        missing.join(", ")
     )))
 }

@@ -187,8 +187,13 @@ impl Helper {
                     cg.path()
                 ))
             } else {
+                let hint = if e.raw_os_error() == Some(nix::errno::Errno::EACCES as i32) {
+                    " (a user's directory needs CAP_DAC_OVERRIDE)"
+                } else {
+                    ""
+                };
                 Error::Failed(format!(
-                    "cannot set the {POLICY_XATTR} xattr on {}: {e}; the filter was detached again",
+                    "cannot set the {POLICY_XATTR} xattr on {}: {e}{hint}; the filter was detached again",
                     cg.disk().display()
                 ))
             }

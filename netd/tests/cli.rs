@@ -100,7 +100,35 @@ fn cli_bad_input_gets_one_clear_line_and_attaches_nothing() {
             Some("-bpf,-net_admin,-sys_admin"),
             attach("localhost", &dir),
         ),
-        "lacks CAP_BPF and CAP_NET_ADMIN",
+        "lacks CAP_BPF, CAP_NET_ADMIN (BPF not permitted)",
+    );
+    fails_with(
+        run(None, Some("-perfmon,-sys_admin"), attach("localhost", &dir)),
+        "lacks CAP_PERFMON",
+    );
+    // No bpffs yet and no CAP_SYS_ADMIN to mount one.
+    fails_with(
+        run(
+            None,
+            Some("-all,+bpf,+net_admin,+perfmon"),
+            attach("localhost", &dir),
+        ),
+        "is not a BPF file system and mounting one there failed",
+    );
+    // Mount it (full root), then: loaded and attached, but the xattr cannot
+    // be set on A's directory without CAP_DAC_OVERRIDE: the attach is undone.
+    assert!(
+        env.cli(None, None, &["status", "--cgroup", &dir])
+            .status
+            .success()
+    );
+    fails_with(
+        run(
+            None,
+            Some("-all,+bpf,+net_admin,+perfmon"),
+            attach("localhost", &dir),
+        ),
+        "the filter was detached again",
     );
     assert_eq!(env.xattr(&a620), None);
     env.probe(&a620).expect("nothing attached");
