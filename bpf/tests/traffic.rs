@@ -270,7 +270,7 @@ fn protocol_matrix_counters_events_and_release() {
     );
     assert_eq!(rin_out[0].result, "ok", "{rin_out:?}");
 
-    print_matrix(&inside, &out, &ok);
+    print_matrix(&inside, &out, &ok, &refused, (&rin[0], &rin_out[0]));
 
     // Release detaches: the same probes now get through from the game.
     assert!(filter.release(att.cgroup_id).unwrap());
@@ -290,20 +290,44 @@ fn protocol_matrix_counters_events_and_release() {
     );
 }
 
-fn print_matrix(inside: &[ProbeResult], outside: &[ProbeResult], ok: &[ProbeResult]) {
+fn print_matrix(
+    inside: &[ProbeResult],
+    outside: &[ProbeResult],
+    ok: &[ProbeResult],
+    refused: &[(String, Expect)],
+    ingress: (&ProbeResult, &ProbeResult),
+) {
     let out: HashMap<&str, &ProbeResult> = outside.iter().map(|r| (r.probe.as_str(), r)).collect();
-    println!("\nprotocol matrix (policy {POLICY}; inside = process in the scope's game/ leaf)");
-    println!("| probe | inside: result | inside: time | outside: result | outside: time |");
-    println!("|---|---|---|---|---|");
-    for r in inside {
+    println!(
+        "\nprotocol matrix (policy {POLICY}; inside = a process in the scope's game/ leaf, \
+         outside = a sibling cgroup; probe = cgsplit-netprobe KIND:ADDR)"
+    );
+    println!(
+        "| probe | inside: result | inside: time | caught by | outside: result | outside: time |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for (r, (_, e)) in inside.iter().zip(refused) {
         let o = out[r.probe.as_str()];
+        let by = match e {
+            Expect::Connect(h) | Expect::SendMsg(h) => h.name(),
+            Expect::Egress => "egress (skb)",
+            Expect::EgressSilent => "egress (skb), not reported by the kernel",
+        };
         println!(
-            "| `{}` | {} | {} µs | {} | {} µs |",
+            "| `{}` | {} | {} µs | {by} | {} | {} µs |",
             r.probe, r.result, r.micros, o.result, o.micros
         );
     }
+    let (i, o) = ingress;
+    println!(
+        "| `{}` (datagrams from 198.18.0.2) | {} | {} µs | ingress (skb) | {} | {} µs |",
+        i.probe, i.result, i.micros, o.result, o.micros
+    );
     for r in ok {
-        println!("| `{}` | {} | {} µs | – | – |", r.probe, r.result, r.micros);
+        println!(
+            "| `{}` | {} | {} µs | – (allowed) | | |",
+            r.probe, r.result, r.micros
+        );
     }
     println!();
 }
