@@ -137,7 +137,7 @@ pub fn serve(helper: Helper, address: Option<&str>) -> Result<()> {
         Some(a) => zbus::blocking::connection::Builder::address(a)?,
         None => zbus::blocking::connection::Builder::system()?,
     };
-    let _conn = builder
+    let conn = builder
         .name(NETD_BUS_NAME)?
         .serve_at(
             NETD_OBJECT_PATH,
@@ -152,8 +152,31 @@ pub fn serve(helper: Helper, address: Option<&str>) -> Result<()> {
                 address.unwrap_or("system")
             ))
         })?;
+    // Requests are served on zbus's executor thread; this one watches the
+    // connection, so a helper that lost the bus or its name exits (and D-Bus
+    // activation or systemd starts a fresh one) instead of idling forever.
+    let rule = zbus::MatchRule::builder()
+        .msg_type(zbus::message::Type::Signal)
+        .sender("org.freedesktop.DBus")?
+        .interface("org.freedesktop.DBus")?
+        .member("NameLost")?
+        .build();
+    let lost = |e: zbus::Error| Error::Failed(format!("lost the bus connection: {e}"));
+    let messages =
+        zbus::blocking::MessageIterator::for_match_rule(rule, &conn, None).map_err(lost)?;
     eprintln!("cgsplit-netd: ready, serving {NETD_BUS_NAME} at {NETD_OBJECT_PATH}");
-    loop {
-        std::thread::park();
+    for msg in messages {
+        match msg {
+            Ok(m) => {
+                if m.body()
+                    .deserialize::<String>()
+                    .is_ok_and(|n| n == NETD_BUS_NAME)
+                {
+                    return Err(Error::Failed(format!("lost the bus name {NETD_BUS_NAME}")));
+                }
+            }
+            Err(e) => return Err(lost(e)),
+        }
     }
+    Err(Error::Failed("lost the bus connection".into()))
 }

@@ -284,3 +284,17 @@ fn owner_restricts_releases_and_a_restart_keeps_the_filter() {
     // Releasing again is not an error.
     env.call(Some(&a), None, "Release", &[&a620]).unwrap();
 }
+
+#[test]
+fn the_helper_exits_when_it_loses_the_bus() {
+    let Some(()) = can_run() else { return };
+    let mut env = Env::start(64);
+    env.kill_bus();
+    let st = env
+        .netd_exit(10)
+        .expect("cgsplit-netd still runs without its bus");
+    assert!(!st.success(), "{st:?}");
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let log = env.netd_log.lock().unwrap().join("\n");
+    assert!(log.contains("lost the bus"), "{log}");
+}

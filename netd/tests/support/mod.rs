@@ -300,6 +300,26 @@ impl Env {
         }
     }
 
+    /// Ends the bus daemon (by pid).
+    pub fn kill_bus(&mut self) {
+        let _ = self.dbus.kill();
+        let _ = self.dbus.wait();
+    }
+
+    /// Waits up to `secs` for the helper to exit on its own; its status.
+    pub fn netd_exit(&mut self, secs: u64) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        let child = self.netd.as_mut()?;
+        while Instant::now() < deadline {
+            if let Some(st) = child.try_wait().unwrap() {
+                self.netd = None;
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
     /// Ends the helper (SIGTERM by pid) and reaps it.
     pub fn stop_netd(&mut self) {
         if let Some(mut c) = self.netd.take() {
