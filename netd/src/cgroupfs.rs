@@ -310,7 +310,7 @@ fn open_beneath(
     base: &Path,
 ) -> Result<OwnedFd> {
     let how = OpenHow::new()
-        .flags(flags | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW)
+        .flags(flags | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
         .resolve(resolve_flags());
     let disk = cgsplit_core::scope::join_cgroup(base, path.as_str());
     openat2(dir, path.relative(), how).map_err(|e| match e {
@@ -448,6 +448,73 @@ mod tests {
         let a: Vec<String> = p.ancestors().iter().map(|p| p.to_string()).collect();
         assert_eq!(a, ["/a/b/c", "/a/b", "/a", "/"]);
         assert_eq!(CgroupPath::parse("/").unwrap().ancestors().len(), 1);
+    }
+
+    // The resolution flags themselves, on an ordinary directory (cgroupfs
+    // has no symlinks; the D-Bus tests reach one only through a mount).
+    #[test]
+    fn openat2_refuses_symlinks_dotdot_and_mount_crossings() {
+        let t = tempfile::tempdir().unwrap();
+        fs::create_dir_all(t.path().join("a/b")).unwrap();
+        std::os::unix::fs::symlink(t.path().join("a/b"), t.path().join("a/link")).unwrap();
+        std::os::unix::fs::symlink("b", t.path().join("a/rel")).unwrap();
+        let root = open_dir_path(t.path()).unwrap();
+        let open = |p: &str| {
+            open_beneath(
+                root.as_fd(),
+                &CgroupPath(p.into()),
+                OFlag::O_RDONLY,
+                t.path(),
+            )
+        };
+        open("/a/b").unwrap();
+        for link in ["/a/link", "/a/rel", "/a/link/"] {
+            let err = open(link).unwrap_err();
+            assert!(matches!(err, Error::AccessDenied(_)), "{link}: {err:?}");
+            assert!(
+                err.message().contains("symlink"),
+                "{link}: {}",
+                err.message()
+            );
+        }
+        // `..` never gets past CgroupPath::parse; beneath the root it is
+        // refused by the kernel too.
+        let err = open("/a/../..").unwrap_err();
+        assert!(
+            err.message().contains("leaves the cgroup2 tree"),
+            "{}",
+            err.message()
+        );
+        assert!(matches!(open("/nope").unwrap_err(), Error::NoSuchCgroup(_)));
+        fs::write(t.path().join("a/file"), "").unwrap();
+        assert!(matches!(open("/a/file").unwrap_err(), Error::NotACgroup(_)));
+        // /proc is another mount: crossing into it is refused.
+        let slash = open_dir_path(Path::new("/")).unwrap();
+        let err = open_beneath(
+            slash.as_fd(),
+            &CgroupPath("/proc/self".into()),
+            OFlag::O_RDONLY,
+            Path::new("/"),
+        )
+        .unwrap_err();
+        assert!(
+            err.message().contains("leaves the cgroup2 tree"),
+            "{}",
+            err.message()
+        );
+    }
+
+    #[test]
+    fn a_plain_directory_is_not_a_cgroup() {
+        let t = tempfile::tempdir().unwrap();
+        let fd = open_dir_path(t.path()).unwrap();
+        let err = check_cgroup2(fd.as_fd(), t.path()).unwrap_err();
+        assert!(matches!(err, Error::NotACgroup(_)), "{err:?}");
+        assert!(
+            err.message().contains("not on a cgroup2 file system"),
+            "{}",
+            err.message()
+        );
     }
 
     #[test]
