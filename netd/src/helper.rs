@@ -76,9 +76,16 @@ impl Helper {
         if old.as_ref().is_some_and(|o| *o != policy) {
             self.check_caller_unrestricted(caller)?;
         }
-        self.filter
-            .restrict(cg.fd(), &policy)
-            .map_err(|e| bpf_err(e, &cg))?;
+        match self.filter.restrict(cg.fd(), &policy) {
+            // Scopes of games that ended are gone but still counted until
+            // their pins are collected: collect, then try once more.
+            Err(cgsplit_bpf::Error::TooMany { .. }) => {
+                self.gc()?;
+                self.filter.restrict(cg.fd(), &policy)
+            }
+            r => r,
+        }
+        .map_err(|e| bpf_err(e, &cg))?;
         if let Err(e) = self.mark(&cg, &policy) {
             return Err(match self.filter.release(cg.id()) {
                 Ok(_) => e,
