@@ -128,11 +128,15 @@ fn log(method: &str, caller: &Caller, cgroup: &str, r: &Result<String, &Error>) 
     }
 }
 
-/// Serves [`Netd1`] on the system bus (or on `address`, a D-Bus address such
-/// as `unix:path=/tmp/x/bus`; `DBUS_SYSTEM_BUS_ADDRESS` is honoured too),
-/// owning [`NETD_BUS_NAME`]. Returns only on error; prints one `ready` line
-/// on stderr once the name is owned.
+/// Serves [`Netd1`] on the system bus, owning [`NETD_BUS_NAME`]. The bus is
+/// `address` (a D-Bus address such as `unix:path=/tmp/x/bus`), else the bus
+/// that activated the helper (`DBUS_STARTER_ADDRESS`, set by dbus-daemon for
+/// a service it starts itself), else the system bus (`DBUS_SYSTEM_BUS_ADDRESS`
+/// or `/run/dbus/system_bus_socket`). Prints one `ready` line on stderr once
+/// the name is owned; returns only on error, e.g. when the bus goes away.
 pub fn serve(helper: Helper, address: Option<&str>) -> Result<()> {
+    let starter = std::env::var("DBUS_STARTER_ADDRESS").ok();
+    let address = address.or(starter.as_deref());
     let builder = match address {
         Some(a) => zbus::blocking::connection::Builder::address(a)?,
         None => zbus::blocking::connection::Builder::system()?,

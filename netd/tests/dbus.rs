@@ -315,3 +315,21 @@ fn the_helper_exits_when_it_loses_the_bus() {
     let log = env.netd_log.lock().unwrap().join("\n");
     assert!(log.contains("lost the bus"), "{log}");
 }
+
+#[test]
+fn the_bus_activates_the_helper_on_the_first_call() {
+    let Some(()) = can_run() else { return };
+    let env = Env::without_netd(64);
+    assert_eq!(env.name_owner_pid(), None, "nobody owns the name yet");
+    let a620 = env.a.scope(620);
+    env.call(Some(&env.a), None, "Restrict", &[&a620, "localhost"])
+        .expect("Restrict through an activated helper");
+    assert_eq!(env.xattr(&a620).as_deref(), Some("localhost"));
+    let pid = env
+        .name_owner_pid()
+        .expect("the activated helper owns the name");
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+    assert!(exe.ends_with("cgsplit-netd"), "{}", exe.display());
+    env.call(Some(&env.a), None, "Release", &[&a620]).unwrap();
+    assert_eq!(env.xattr(&a620), None);
+}

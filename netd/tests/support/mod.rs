@@ -23,6 +23,10 @@ pub const SHIPPED_POLICY: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/dbus/io.github.cgsplit.Netd1.conf"
 );
+pub const SHIPPED_ACTIVATION: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/dbus/io.github.cgsplit.Netd1.service"
+);
 pub const DEST: &str = "io.github.cgsplit.Netd1";
 pub const PATH: &str = "/io/github/cgsplit/Netd1";
 
@@ -240,8 +244,24 @@ impl Env {
         let sock = tmp.path().join("bus");
         let bus = format!("unix:path={}", sock.display());
         let conf = tmp.path().join("bus.conf");
-        fs::write(&conf, bus_config(&sock)).unwrap();
-        let dbus = Command::new("dbus-daemon")
+        let services = tmp.path().join("system-services");
+        fs::create_dir(&services).unwrap();
+        fs::write(
+            services.join("io.github.cgsplit.Netd1.service"),
+            activation_file(&root, &bpffs),
+        )
+        .unwrap();
+        fs::write(&conf, bus_config(&sock, &services)).unwrap();
+        // In the holder's mount namespace, so a helper the bus activates
+        // pins in the test's bpffs and sees the trap mount.
+        let dbus = Command::new("nsenter")
+            .args([
+                "-t",
+                &holder.id().to_string(),
+                "--mount",
+                "--",
+                "dbus-daemon",
+            ])
             .arg(format!("--config-file={}", conf.display()))
             .arg("--nofork")
             .arg("--nopidfile")
@@ -298,6 +318,18 @@ impl Env {
                 self.netd_log.lock().unwrap()
             );
         }
+    }
+
+    /// The pid of whoever owns the helper's name (the bus daemon says),
+    /// without activating it.
+    pub fn name_owner_pid(&self) -> Option<u32> {
+        let o = sh(&format!(
+            "dbus-send --bus={} --print-reply --dest=org.freedesktop.DBus /org/freedesktop/DBus \
+             org.freedesktop.DBus.GetConnectionUnixProcessID string:{DEST}",
+            self.bus
+        ));
+        let out = String::from_utf8_lossy(&o.stdout);
+        out.split_whitespace().last()?.parse().ok()
     }
 
     /// Ends the bus daemon (by pid).
@@ -459,6 +491,12 @@ impl Env {
 impl Drop for Env {
     fn drop(&mut self) {
         self.stop_netd();
+        if let Some(pid) = self.name_owner_pid() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
         for c in [&mut self.dbus, &mut self.holder] {
             let _ = c.kill();
             let _ = c.wait();
@@ -500,7 +538,24 @@ fn wait_for(mut f: impl FnMut() -> bool, what: &str) {
 /// A system bus configuration: Debian's default system policy (deny method
 /// calls and name ownership unless a service file punches a hole) plus the
 /// shipped `io.github.cgsplit.Netd1.conf`, listening on `sock`.
-fn bus_config(sock: &Path) -> String {
+/// The shipped activation file, with its `Exec=` binary replaced by the
+/// built one plus this test's `--cgroup-root`/`--bpffs` (the rest of the
+/// line, `serve`, is the shipped one).
+fn activation_file(root: &Path, bpffs: &Path) -> String {
+    let shipped = fs::read_to_string(SHIPPED_ACTIVATION).unwrap();
+    let installed = "Exec=/usr/local/sbin/cgsplit-netd ";
+    assert!(shipped.contains(installed), "{shipped}");
+    shipped.replace(
+        installed,
+        &format!(
+            "Exec={NETD} --cgroup-root {} --bpffs {} ",
+            root.display(),
+            bpffs.display()
+        ),
+    )
+}
+
+fn bus_config(sock: &Path, services: &Path) -> String {
     format!(
         r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
@@ -522,10 +577,12 @@ fn bus_config(sock: &Path) -> String {
     <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
     <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
   </policy>
+  <servicedir>{services}</servicedir>
   <include>{policy}</include>
 </busconfig>
 "#,
         sock = sock.display(),
+        services = services.display(),
         policy = SHIPPED_POLICY
     )
 }
