@@ -50,9 +50,11 @@
 //!
 //! # Privileges
 //!
-//! Loading and attaching need CAP_BPF + CAP_NET_ADMIN (or root); without
-//! them every call fails with [`Error::NotPermitted`] and nothing is
-//! attached.
+//! Loading and attaching need CAP_BPF + CAP_NET_ADMIN, and CAP_PERFMON
+//! (the verifier allows `bpf_get_current_comm`, which names the process in
+//! refusal events, only with it; measured on 6.18). [`Filter::load`] checks
+//! the effective set first and fails with [`Error::NotPermitted`] naming
+//! what is missing; nothing is attached.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs;
@@ -147,8 +149,8 @@ impl Hook {
 pub enum Error {
     /// The kernel refused a BPF operation with EPERM/EACCES.
     #[error(
-        "{op}: not permitted ({source}); loading and attaching cgroup eBPF programs needs \
-         CAP_BPF and CAP_NET_ADMIN: run cgsplit-netd as root"
+        "{op}: not permitted ({source}); loading and attaching the cgroup eBPF programs needs \
+         CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON: run cgsplit-netd as root"
     )]
     NotPermitted {
         /// What was attempted.
@@ -493,6 +495,14 @@ impl Filter {
     /// Errors: [`Error::NotBpffs`], [`Error::NotPermitted`] (no
     /// CAP_BPF/CAP_NET_ADMIN), [`Error::Load`] (verifier log inside).
     pub fn load(pin_root: &Path) -> Result<Filter, Error> {
+        let missing = sys::missing_capabilities()
+            .map_err(io_err("reading", Path::new("/proc/self/status")))?;
+        if !missing.is_empty() {
+            return Err(Error::NotPermitted {
+                op: "loading the programs".into(),
+                source: format!("missing {}", missing.join(", ")).into(),
+            });
+        }
         for dir in [
             pin_root.to_owned(),
             pin_root.join("maps"),

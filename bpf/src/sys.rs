@@ -130,3 +130,22 @@ pub fn reopen_if_o_path(fd: BorrowedFd<'_>) -> io::Result<Option<OwnedFd>> {
     .map_err(io::Error::from)?;
     Ok(Some(f))
 }
+
+/// The capabilities [`crate::Filter`] needs that the effective set lacks
+/// (`CapEff:` of /proc/self/status): CAP_BPF (39), CAP_NET_ADMIN (12),
+/// CAP_PERFMON (38) (include/uapi/linux/capability.h).
+pub fn missing_capabilities() -> io::Result<Vec<&'static str>> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no CapEff line"))?;
+    Ok(
+        [("CAP_BPF", 39), ("CAP_NET_ADMIN", 12), ("CAP_PERFMON", 38)]
+            .into_iter()
+            .filter(|(_, bit)| eff & (1u64 << bit) == 0)
+            .map(|(name, _)| name)
+            .collect(),
+    )
+}
