@@ -42,8 +42,19 @@ pub fn kill(child: &mut Child) {
     let _ = child.wait();
 }
 
-/// The keeper's main: setsid, then pause forever.
+/// The keeper's main: default signal handling, setsid, then pause forever.
+///
+/// A signal mask and ignored dispositions survive exec(2), so the keeper
+/// resets both: `cgsplit run` blocks SIGTERM while it starts keepers, and a
+/// shell's background job ignores SIGINT; systemd's SIGTERM at `stop` must
+/// end the keeper at once, not after `TimeoutStopSec=`.
 pub fn run() -> ! {
+    use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, pthread_sigmask, signal};
+    for sig in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        // SAFETY: SIG_DFL installs no handler code.
+        let _ = unsafe { signal(sig, SigHandler::SigDfl) };
+    }
+    let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
     // Fails only if already a group leader, which a fresh child is not.
     let _ = nix::unistd::setsid();
     loop {

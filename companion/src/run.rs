@@ -78,6 +78,10 @@ pub fn run_in_scope(mgr: &UserManager, argv: &[OsString]) -> Result<WaitStatus, 
     let Some(prog) = cargs.first().cloned() else {
         return Err(bad("no command given: use `cgsplit run -- steam …`".into()));
     };
+    let exec_failed = format!(
+        "cgsplit: error: cannot execute {:?}: not found or not executable\n",
+        argv[0]
+    );
     let (gate_r, gate_w) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| bad(format!("pipe: {e}")))?;
     let mask = forwarded_set();
@@ -96,6 +100,7 @@ pub fn run_in_scope(mgr: &UserManager, argv: &[OsString]) -> Result<WaitStatus, 
             let _ = nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
             let _ = pthread_sigmask(SigmaskHow::SIG_UNBLOCK, Some(&mask), None);
             let _ = nix::unistd::execvp(&prog, &cargs);
+            let _ = nix::unistd::write(std::io::stderr(), exec_failed.as_bytes());
             unsafe { nix::libc::_exit(127) };
         }
         Ok(ForkResult::Parent { child }) => child,
