@@ -1,7 +1,7 @@
 //! Benchmarks of the network filter, printed as a table (`cargo bench -p
 //! cgsplit-bpf`; root only). Runs in fresh mount + network namespaces
 //! (`unshare --mount --net`) with its own bpffs and cgroups under
-//! `/sys/fs/cgroup/unified/cgsplit-bpftest-bench-*`; all traffic is on the
+//! `<cgroup2 mount>/cgsplit-bpftest-bench-*`; all traffic is on the
 //! namespace's loopback.
 //!
 //! - loopback TCP throughput (1 s bulk send to 127.0.0.1) and connect
@@ -14,7 +14,7 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -118,10 +118,10 @@ fn inner() {
         .unwrap();
     cgsplit_bpf::sys::mount_bpffs_if_absent(bpffs.path()).unwrap();
     let pin_root = bpffs.path().join("cgsplit");
-    let root = PathBuf::from(format!(
-        "/sys/fs/cgroup/unified/cgsplit-bpftest-bench-{}",
-        std::process::id()
-    ));
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let root = cgsplit_core::mountinfo::cgroup_dir(&mountinfo, "/")
+        .expect("a cgroup2 mount showing the root cgroup")
+        .join(format!("cgsplit-bpftest-bench-{}", std::process::id()));
     let filtered = root.join("filtered.scope");
     let plain = root.join("plain.scope");
     for d in [&root, &filtered, &plain] {

@@ -2,7 +2,7 @@
 //! mount + network namespace (`unshare --mount --net --fork`, re-running
 //! this test binary with `--exact <test>`), with its own bpffs, a test host
 //! in a second network namespace over veth, and cgroups under
-//! `/sys/fs/cgroup/unified/cgsplit-bpftest-*` that are removed afterwards.
+//! `<cgroup2 mount>/cgsplit-bpftest-*` that are removed afterwards.
 //! No traffic leaves these namespaces; the host's `/sys/fs/bpf` is never
 //! touched.
 
@@ -17,7 +17,13 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 pub const INNER_VAR: &str = "CGSPLIT_BPF_TEST_INNER";
-pub const CGROUP2: &str = "/sys/fs/cgroup/unified";
+
+/// The cgroup2 mount showing the root cgroup (`/sys/fs/cgroup/unified` on
+/// this project's hybrid machines, `/sys/fs/cgroup` on pure v2 ones).
+pub fn cgroup2() -> Option<PathBuf> {
+    let mi = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    cgsplit_core::mountinfo::cgroup_dir(&mi, "/")
+}
 
 /// The test host (netns B).
 pub const HOST4: &str = "198.18.0.2";
@@ -46,8 +52,8 @@ pub fn inner(test: &str) -> bool {
     if !nix::unistd::geteuid().is_root() {
         return skip("the network filter tests need root (CAP_BPF, CAP_NET_ADMIN, cgroups)");
     }
-    if !Path::new(CGROUP2).join("cgroup.procs").exists() {
-        return skip(&format!("no cgroup2 mount at {CGROUP2}"));
+    if cgroup2().is_none() {
+        return skip("no cgroup2 mount showing the root cgroup");
     }
     let exe = std::env::current_exe().expect("test exe");
     let out = Command::new("unshare")
@@ -118,8 +124,9 @@ pub struct Cgroups {
 
 impl Cgroups {
     pub fn new(name: &str) -> Self {
-        let root =
-            Path::new(CGROUP2).join(format!("cgsplit-bpftest-{}-{name}", std::process::id()));
+        let root = cgroup2()
+            .expect("cgroup2 mount")
+            .join(format!("cgsplit-bpftest-{}-{name}", std::process::id()));
         std::fs::create_dir(&root).expect("create test cgroup");
         Cgroups { root }
     }
