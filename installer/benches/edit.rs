@@ -1,23 +1,21 @@
 //! Benchmark of one `LaunchOptions` edit on a large, realistic localconfig.vdf.
 //!
 //! Generates a ~10 MB file with 5,000 app blocks (Steam's shapes: playtime
-//! counters, `cloud` sub-blocks, long JSON-ish `ViewedSteamPlay`-style
-//! values, escaped quotes and backslashes), then times:
-//! - in memory: lex + parse + splice + lexer check + read-back
+//! counters, `cloud` sub-blocks, long JSON-ish values with escaped quotes and
+//! backslashes) inside a temp Steam tree, then reports:
+//! - the edit in memory: read + lex + splice + streaming check + read-back
 //!   ([`localconfig::set`]), median of N runs;
-//! - the whole write path: read the file, `set`, [`fsio::replace_checked`]
-//!   (re-read, temp file, write, fsync, rename, directory fsync), and the
-//!   same with the fsyncs isolated by timing `File::sync_all` on its own;
-//! - peak RSS (`VmHWM` from `/proc/self/status`) and the file size.
+//! - `fsync` of a file that size, alone;
+//! - the whole `cgsplit-install --game N` process (release build): discovery,
+//!   account, planning, compat tool files, state, backup hard link, temp
+//!   file + fsync + rename + directory fsync: median wall time, CPU time and
+//!   peak RSS (`ru_maxrss` of the child) against the file size;
+//! - Python's `vdf` package (PyPI) load + dump of the same file
+//!   (`benches/python_vdf.py`), and the ratio. Skipped with a note when
+//!   `python3 -c 'import vdf'` fails (`pip install vdf`).
 //!
-//! Run:
-//! ```sh
-//! cargo bench -p cgsplit-install                        # Rust figures
-//! CGSPLIT_BENCH_OUT=/tmp/lc.vdf cargo bench -p cgsplit-install
-//! pip install vdf
-//! python3 installer/benches/python_vdf.py /tmp/lc.vdf   # PyPI `vdf` load+dump
-//! ```
-//! Set `CGSPLIT_BENCH_RUNS` to change N (default 7).
+//! Run: `cargo bench -p cgsplit-install` (`CGSPLIT_BENCH_RUNS` sets N,
+//! default 7). Under `cargo test` it runs once on a 50-app file.
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -103,17 +101,62 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
-fn peak_rss_kib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
+/// A static ELF for `--shim`: the built shim if there is one, else busybox.
+fn shim() -> std::path::PathBuf {
+    let ws = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut c = vec![ws.join("target/x86_64-unknown-linux-gnu/shim/cgsplit-shim")];
+    if let Some(t) = std::env::var_os("CARGO_TARGET_DIR") {
+        c.insert(
+            0,
+            std::path::PathBuf::from(t).join("x86_64-unknown-linux-gnu/shim/cgsplit-shim"),
+        );
+    }
+    c.push("/bin/busybox".into());
+    c.into_iter()
+        .find(|p| {
+            std::fs::read(p)
+                .map(|b| cgsplit_install::elf::check_static(&b).is_ok())
+                .unwrap_or(false)
+        })
+        .expect("a static ELF for --shim (cargo build-shim, or busybox-static)")
+}
+
+/// `edit --launch CMD ARGS…`: run CMD, wait for it with `wait4(2)` and
+/// print its own peak RSS and CPU time. A separate small process, because
+/// Linux carries the exec'ing process's old memory high-water mark into
+/// `ru_maxrss` (`exec_mmap`), so spawning straight from this 40 MB bench
+/// would report the bench's size, not the installer's.
+fn launch(cmd: &[String]) -> ! {
+    let child = std::process::Command::new(&cmd[0])
+        .args(&cmd[1..])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let mut status = 0;
+    // SAFETY: an all-zero `rusage` is a valid value to be overwritten.
+    let mut ru: nix::libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `child.id()` is our unreaped child; both pointers are valid.
+    let r = unsafe { nix::libc::wait4(child.id() as i32, &mut status, 0, &mut ru) };
+    assert_eq!(r, child.id() as i32, "wait4");
+    let cpu_us = (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1_000_000
+        + ru.ru_utime.tv_usec
+        + ru.ru_stime.tv_usec;
+    println!(
+        "status={status} maxrss_kib={} cpu_us={cpu_us}",
+        ru.ru_maxrss
+    );
+    std::process::exit(0);
+}
+
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--launch") {
+        launch(&args[i + 1..]);
+    }
     // `cargo bench` passes `--bench`; `cargo test --benches` does not: then
     // run one tiny iteration only, to keep the test suite fast.
     let bench = std::env::args().any(|a| a == "--bench");
@@ -124,13 +167,6 @@ fn main() {
     let apps = if bench { 5_000 } else { 50 };
 
     let src = generate(apps);
-    if let Some(out) = std::env::var_os("CGSPLIT_BENCH_OUT") {
-        std::fs::write(&out, &src).expect("write CGSPLIT_BENCH_OUT");
-        println!("wrote {}", std::path::Path::new(&out).display());
-    }
-    // The last app block, where an edit has the most to check before it.
-    let doc = cgsplit_install::vdf::Document::parse(&src).expect("generated file parses");
-    drop(doc);
     let appid = {
         let text = std::str::from_utf8(&src).unwrap();
         let at = text.rfind("\n\t\t\t\t\t\"").unwrap() + 7;
@@ -138,63 +174,150 @@ fn main() {
             .parse::<u32>()
             .unwrap()
     };
-    let value = "cgsplit-shim -- %command%";
 
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("localconfig.vdf");
+    // A Steam tree: ~/.steam/root -> ~/.local/share/Steam, one account.
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let home = tmp.path().join("home");
+    let root = home.join(".local/share/Steam");
+    let cfg = root.join("userdata/39734273/config");
+    std::fs::create_dir_all(&cfg).unwrap();
+    std::fs::create_dir_all(home.join(".steam")).unwrap();
+    std::fs::create_dir_all(root.join("steamapps")).unwrap();
+    std::os::unix::fs::symlink(&root, home.join(".steam/root")).unwrap();
+    let path = cfg.join("localconfig.vdf");
     std::fs::write(&path, &src).unwrap();
+    let state = tmp.path().join("state");
+    if std::env::var_os("CGSPLIT_BENCH_KEEP").is_some() {
+        println!("keeping the tree in {}", tmp.path().display());
+    }
 
+    // 1. The edit in memory (reading the file from the page cache).
+    let value = "cgsplit-shim -- %command%";
     let mut mem = Vec::new();
-    let mut write_all = Vec::new();
-    let mut fsyncs = Vec::new();
     for _ in 0..runs {
-        // In memory: read from disk (page cache) + lex + splice + check.
         let t = Instant::now();
         let bytes = fsio::read(&path).unwrap();
         let r = localconfig::set(&bytes, appid, value).expect("set");
         mem.push(t.elapsed());
         assert!(r.changed);
-
-        // Whole write path through fsio (re-read check, temp, fsync, rename, dir fsync).
-        let t = Instant::now();
-        let bytes = fsio::read(&path).unwrap();
-        let r = localconfig::set(&bytes, appid, value).unwrap();
-        fsio::replace_checked(&path, &bytes, &r.new).unwrap();
-        write_all.push(t.elapsed());
-
-        // fsync alone: fsio does not expose its phases, so time a separate
-        // write + sync_all of the same bytes in the same directory.
-        let probe = dir.path().join("fsync-probe");
-        std::fs::write(&probe, &r.new).unwrap();
+    }
+    // 2. fsync alone.
+    let probe = tmp.path().join("fsync-probe");
+    let mut fsyncs = Vec::new();
+    for _ in 0..runs {
+        std::fs::write(&probe, &src).unwrap();
         let f = std::fs::File::open(&probe).unwrap();
         let t = Instant::now();
         f.sync_all().unwrap();
         fsyncs.push(t.elapsed());
-
-        // Put the original back for the next run.
-        std::fs::write(&path, &src).unwrap();
     }
+    std::fs::remove_file(&probe).unwrap();
+    // 3. The whole process.
+    let shim = shim();
+    let bin = env!("CARGO_BIN_EXE_cgsplit-install");
+    let mut wall = Vec::new();
+    let mut cpu = Vec::new();
+    let mut max_rss_kib = 0u64;
+    let me = std::env::current_exe().expect("bench path");
+    for _ in 0..runs {
+        std::fs::write(&path, &src).unwrap();
+        let _ = std::fs::remove_dir_all(&state);
+        let t = Instant::now();
+        let out = std::process::Command::new(&me)
+            .arg("--launch")
+            .arg(bin)
+            .args(["--game", &appid.to_string(), "--shim"])
+            .arg(&shim)
+            .env("HOME", &home)
+            .env("XDG_STATE_HOME", &state)
+            .env("XDG_CONFIG_HOME", home.join(".config"))
+            .env("XDG_DATA_HOME", home.join(".local/share"))
+            .env_remove("CGSPLIT_INSTALL_CRASH_AT")
+            .output()
+            .expect("run cgsplit-install");
+        wall.push(t.elapsed());
+        let text = String::from_utf8_lossy(&out.stdout);
+        let field = |k: &str| -> u64 {
+            text.split_whitespace()
+                .find_map(|w| w.strip_prefix(k))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("no {k} in {text:?}"))
+        };
+        assert_eq!(
+            field("status="),
+            0,
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        max_rss_kib = max_rss_kib.max(field("maxrss_kib="));
+        cpu.push(Duration::from_micros(field("cpu_us=")));
+    }
+    assert!(
+        localconfig::read(&std::fs::read(&path).unwrap(), appid)
+            .unwrap()
+            .unwrap()
+            .value
+            .contains("cgsplit-shim")
+    );
 
+    let size = src.len() as f64;
+    let mem_ms = ms(median(mem));
     println!(
-        "file: {} bytes ({:.1} MiB), {apps} apps, appid {appid}",
+        "file: {} bytes ({:.1} MiB), {apps} apps, edited app {appid}, runs: {runs}",
         src.len(),
-        src.len() as f64 / 1048576.0
+        size / 1048576.0
     );
-    println!("runs: {runs}");
+    println!("edit in memory (read + lex + splice + check + read-back): median {mem_ms:.2} ms");
     println!(
-        "read + lex + splice + check (in memory): median {:.2} ms",
-        ms(median(mem))
-    );
-    println!(
-        "full write via fsio::replace_checked:    median {:.2} ms",
-        ms(median(write_all))
-    );
-    println!(
-        "  of which fsync of the file (separate probe): median {:.2} ms",
+        "fsync of a file that size: median {:.2} ms",
         ms(median(fsyncs))
     );
-    match peak_rss_kib() {
-        Some(k) => println!("peak RSS (VmHWM): {k} KiB ({:.1} MiB)", k as f64 / 1024.0),
-        None => println!("peak RSS: unavailable"),
+    println!(
+        "whole cgsplit-install process (incl. backup link, temp + fsync + rename + dir fsync): median {:.2} ms wall (incl. spawning it), {:.2} ms CPU",
+        ms(median(wall)),
+        ms(median(cpu))
+    );
+    println!(
+        "peak RSS of cgsplit-install: {max_rss_kib} KiB ({:.1} MiB) = {:.2}x the file size",
+        max_rss_kib as f64 / 1024.0,
+        max_rss_kib as f64 * 1024.0 / size
+    );
+
+    // 4. Python's vdf on the same file.
+    let py = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/python_vdf.py");
+    std::fs::write(&path, &src).unwrap();
+    let py_runs = if bench { 3 } else { 1 };
+    match std::process::Command::new("python3")
+        .arg(&py)
+        .arg(&path)
+        .arg(py_runs.to_string())
+        .output()
+    {
+        Ok(out) if out.status.success() => {
+            let text = String::from_utf8_lossy(&out.stdout);
+            let py_ms = text
+                .lines()
+                .find_map(|l| l.strip_prefix("python vdf load+dump: median "))
+                .and_then(|l| l.strip_suffix(" ms"))
+                .and_then(|v| v.parse::<f64>().ok());
+            print!("{text}");
+            if let Some(p) = py_ms {
+                println!(
+                    "ratio: Python vdf load+dump / our edit in memory = {:.1}x",
+                    p / mem_ms
+                );
+            }
+        }
+        Ok(out) => println!(
+            "python vdf: not measured ({}); pip install vdf",
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+        ),
+        Err(e) => println!("python vdf: not measured (python3: {e})"),
+    }
+    if std::env::var_os("CGSPLIT_BENCH_KEEP").is_some() {
+        let _ = tmp.keep();
     }
 }

@@ -115,14 +115,14 @@ fn quoted(v: &str) -> String {
     )
 }
 
-fn vdf_err(path: &Path, src: &[u8]) -> impl Fn(localconfig::LocalConfigError) -> Error + use<> {
+fn vdf_err(path: &Path, _src: &[u8]) -> impl Fn(localconfig::LocalConfigError) -> Error + use<> {
     let path = path.to_path_buf();
-    let newlines: Vec<usize> = memchr::memchr_iter(b'\n', src).collect();
     move |source| {
-        let line = source.offset().map(|o| {
-            let l = newlines.partition_point(|&n| n < o);
-            let start = if l == 0 { 0 } else { newlines[l - 1] + 1 };
-            (l + 1, o.saturating_sub(start) + 1)
+        // Only on the error path: read the file again to turn the byte
+        // offset into a line and column (the bytes checked came from it).
+        let line = source.offset().and_then(|o| {
+            let bytes = fs::read(&path).ok()?;
+            Some(localconfig::line_col(&bytes, o))
         });
         Error::LocalConfig {
             path: path.clone(),
@@ -200,19 +200,19 @@ fn tool_dir(root: &Path) -> PathBuf {
 }
 
 /// The files of the tool in `dir`, as they should be.
-fn tool_files(shim: &[u8]) -> Vec<(&'static str, Vec<u8>, u32)> {
+fn tool_files(shim: &[u8]) -> Vec<(&'static str, std::borrow::Cow<'_, [u8]>, u32)> {
     vec![
         (
             compat_tool::COMPATIBILITYTOOL_VDF,
-            compat_tool::compatibilitytool_vdf().into_bytes(),
+            compat_tool::compatibilitytool_vdf().into_bytes().into(),
             0o644,
         ),
         (
             compat_tool::TOOLMANIFEST_VDF,
-            compat_tool::toolmanifest_vdf().into_bytes(),
+            compat_tool::toolmanifest_vdf().into_bytes().into(),
             0o644,
         ),
-        (compat_tool::SHIM, shim.to_vec(), 0o755),
+        (compat_tool::SHIM, shim.into(), 0o755),
     ]
 }
 
@@ -220,18 +220,27 @@ fn plan_tool(plan: &mut Plan, dir: &Path, shim: &[u8]) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     for (name, bytes, mode) in tool_files(shim) {
         let path = dir.join(name);
-        let old = fsio::read_if_exists(&path)?;
-        let same_mode = fs::metadata(&path)
-            .map(|m| m.permissions().mode() & 0o777 == mode)
-            .unwrap_or(false);
-        if old.as_deref() != Some(&bytes[..]) || !same_mode {
-            plan.tool.push(Change {
-                path,
-                old,
-                new: Some(bytes),
-                kind: Kind::Own(mode),
-            });
+        let meta = fs::metadata(&path).ok();
+        let same_mode = meta
+            .as_ref()
+            .is_some_and(|m| m.permissions().mode() & 0o777 == mode);
+        // Compared in chunks: the shim is ~2 MB, no need to hold two copies.
+        let same = meta.is_some() && fsio::holds(&path, &bytes)?;
+        if same && same_mode {
+            continue;
         }
+        // The old text of small files, for --dry-run diffs.
+        let old = match &meta {
+            Some(m) if m.len() < 64 * 1024 => fsio::read_if_exists(&path)?,
+            Some(_) => Some(Vec::new()),
+            None => None,
+        };
+        plan.tool.push(Change {
+            path,
+            old,
+            new: Some(bytes.into_owned()),
+            kind: Kind::Own(mode),
+        });
     }
     Ok(())
 }
@@ -495,16 +504,14 @@ fn plan_install(o: &Options, appid: u32, plan: &mut Plan) -> Result<()> {
             let lc = localconfig_path(&r.path, account)?;
             let src = read_text_vdf(&lc)?.ok_or_else(|| Error::NoLocalConfig(lc.clone()))?;
             let err = vdf_err(&lc, &src);
-            let current = localconfig::read(&src, appid).map_err(&err)?;
+            let set = localconfig::update_at(&src, &localconfig::launch_options_path(appid), |c| {
+                launch::wrap(c.map_or("", |c| c.value.as_str()), &prefix)
+            })
+            .map_err(&err)?;
+            let current = set.old.clone();
             let old_value = current.as_ref().map_or("", |c| c.value.as_str()).to_owned();
-            let new_value = launch::wrap(&old_value, &prefix);
-            let set = localconfig::set(&src, appid, &new_value).map_err(&err)?;
-            let new_token = localconfig::read(&set.new, appid)
-                .map_err(&err)?
-                .map_or_else(
-                    || quoted(&new_value),
-                    |c| String::from_utf8_lossy(&c.token).into_owned(),
-                );
+            let new_value = set.now.value.clone();
+            let new_token = String::from_utf8_lossy(&set.now.token).into_owned();
             let existing = st
                 .launch
                 .iter()
@@ -549,7 +556,7 @@ fn plan_install(o: &Options, appid: u32, plan: &mut Plan) -> Result<()> {
                 Some(i) => st.launch[i] = record,
                 None => st.launch.push(record),
             }
-            let key = localconfig::key_path(&set.new, appid).map_err(&err)?;
+            let key = set.now.path.clone();
             println!(
                 "LaunchOptions for app {appid}: {old_value:?} -> {new_value:?}{}",
                 if !set.changed {
@@ -939,9 +946,11 @@ fn diff(path: &Path, old: Option<&[u8]>, new: Option<&[u8]>) -> String {
     }
     match (text(old), text(new)) {
         (Some(None), _) | (_, Some(None)) => format!(
-            "binary {label}: {} -> {}\n",
-            old.map_or("(absent)".to_owned(), |b| format!("{} bytes", b.len())),
-            new.map_or("(deleted)".to_owned(), |b| format!("{} bytes", b.len()))
+            "binary {label}: {}\n",
+            new.map_or("would be deleted".to_owned(), |b| format!(
+                "would be written ({} bytes)",
+                b.len()
+            ))
         ),
         (a, b) => {
             let a = a.flatten().unwrap_or("");

@@ -130,6 +130,8 @@ pub struct SetResult {
     pub created_blocks: usize,
     /// False when the value already was `value` (nothing to write).
     pub changed: bool,
+    /// The value as it now stands in `new`.
+    pub now: Current,
 }
 
 /// A string key below a chain of blocks, e.g.
@@ -505,13 +507,34 @@ pub fn set(src: &[u8], appid: u32, value: &str) -> Result<SetResult, LocalConfig
 ///
 /// Errors: see [`LocalConfigError`].
 pub fn set_at(src: &[u8], kp: &KeyPath, value: &str) -> Result<SetResult, LocalConfigError> {
+    update_at(src, kp, |_| value.to_owned())
+}
+
+/// Sets the string at `kp` to `f(current value)`, in one pass over the
+/// file (so a 10 MB file is lexed for the lookup, the check and the
+/// read-back only).
+///
+/// Errors: as [`set`].
+pub fn update_at(
+    src: &[u8],
+    kp: &KeyPath,
+    f: impl FnOnce(Option<&Current>) -> String,
+) -> Result<SetResult, LocalConfigError> {
     let doc = Document::parse_focused(src, &kp.focus())?;
-    let (edit, old, created_blocks, path) = match locate(&doc, kp)? {
+    let located = locate(&doc, kp)?;
+    let old = match &located {
+        Located::Found { pair, path } => Some(current(&doc, pair, path.clone())?),
+        Located::Missing { .. } => None,
+    };
+    let value = f(old.as_ref());
+    let value = value.as_str();
+    let (edit, old, created_blocks, path) = match located {
         Located::Found { pair, path } => {
-            let old = current(&doc, pair, path.clone())?;
+            let old = old.expect("found above");
             if old.value == value {
                 return Ok(SetResult {
                     new: src.to_vec(),
+                    now: old.clone(),
                     old: Some(old),
                     created_blocks: 0,
                     changed: false,
@@ -558,18 +581,19 @@ pub fn set_at(src: &[u8], kp: &KeyPath, value: &str) -> Result<SetResult, LocalC
     let new = vdf::checked_apply(src, &edit)?;
     let want = [&b"\""[..], &lex::escape(value.as_bytes()), b"\""].concat();
     // An existing token keeps its own escapes, so compare decoded values.
-    match read_at(&new, kp)? {
-        Some(c) if c.value == value => {}
+    let now = match read_at(&new, kp)? {
+        Some(c) if c.value == value => c,
         _ => return Err(LocalConfigError::ReadBack { path }),
-    }
-    if old.is_none() {
-        read_back(&new, kp, Some(&want), &path)?;
+    };
+    if old.is_none() && now.token != want {
+        return Err(LocalConfigError::ReadBack { path });
     }
     Ok(SetResult {
         new,
         old,
         created_blocks,
         changed: true,
+        now,
     })
 }
 
