@@ -238,25 +238,55 @@ pub fn table(rows: &[GameStatus]) -> String {
     out
 }
 
-/// A short summary of the helper's JSON: `key=value` for its numeric
-/// top-level counters, plus the last refused destinations if listed.
-fn netd_summary(v: &serde_json::Value) -> String {
-    let Some(obj) = v.as_object() else {
-        return String::new();
-    };
-    let mut parts = Vec::new();
-    for (k, val) in obj {
-        if let Some(n) = val.as_u64() {
-            parts.push(format!("{k}={n}"));
-        } else if let Some(inner) = val.as_object() {
-            for (k2, v2) in inner {
-                if let Some(n) = v2.as_u64() {
-                    parts.push(format!("{k}.{k2}={n}"));
-                }
-            }
-        }
+/// An IP protocol number (IANA) as its name, e.g. `17` → `udp`.
+fn protocol_name(p: &serde_json::Value) -> String {
+    match (p.as_u64(), p.as_str()) {
+        (Some(6), _) => "tcp".into(),
+        (Some(17), _) => "udp".into(),
+        (Some(1), _) => "icmp".into(),
+        (Some(58), _) => "icmpv6".into(),
+        (_, Some(s)) => s.to_owned(),
+        _ => p.to_string(),
     }
-    parts.join(" ")
+}
+
+/// A short summary of the helper's `Status` JSON (schema: `NETD_INTERFACE`
+/// in `cgsplit_core::policy`): packets dropped (both directions), connects
+/// and sends refused, and the last three refused destinations.
+pub fn netd_summary(v: &serde_json::Value) -> String {
+    let c = &v["counters"];
+    if !c.is_object() {
+        return String::new();
+    }
+    let n = |k: &str| c[k].as_u64().unwrap_or(0);
+    let mut out = format!(
+        "dropped={} refused={}",
+        n("ingress_packets") + n("egress_packets"),
+        n("connect_refused") + n("sendmsg_refused")
+    );
+    let recent: Vec<String> = v["recent"]
+        .as_array()
+        .map(|r| {
+            r.iter()
+                .rev()
+                .take(3)
+                .map(|e| {
+                    format!(
+                        "{}:{}/{}",
+                        e["addr"].as_str().unwrap_or("?"),
+                        e["port"],
+                        e["protocol"]
+                            .as_str()
+                            .map_or_else(|| e["protocol"].to_string(), str::to_owned)
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if !recent.is_empty() {
+        out.push_str(&format!(" last={}", recent.join(",")));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -331,6 +361,22 @@ mod tests {
         assert_eq!(j["memory_current"], serde_json::Value::Null);
         assert_eq!(j["memory_high"], 6u64 << 30);
         assert_eq!(j["game_pids"], serde_json::json!([1, 2]));
+    }
+
+    #[test]
+    fn netd_summary_sums_directions_and_lists_recent_refusals() {
+        let v = serde_json::json!({
+            "restricted": true,
+            "counters": {"ingress_packets": 2, "egress_packets": 3, "connect_refused": 4,
+                         "sendmsg_refused": 1, "ingress_bytes": 9, "egress_bytes": 9},
+            "recent": [{"addr": "198.18.0.2", "port": 80, "protocol": "tcp"},
+                       {"addr": "192.0.2.1", "port": 9, "protocol": 17}]
+        });
+        assert_eq!(
+            netd_summary(&v),
+            "dropped=5 refused=5 last=192.0.2.1:9/udp,198.18.0.2:80/tcp"
+        );
+        assert_eq!(netd_summary(&serde_json::json!({"counters": null})), "");
     }
 
     #[test]
