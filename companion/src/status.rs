@@ -275,9 +275,7 @@ pub fn netd_summary(v: &serde_json::Value) -> String {
                         "{}:{}/{}",
                         e["addr"].as_str().unwrap_or("?"),
                         e["port"],
-                        e["protocol"]
-                            .as_str()
-                            .map_or_else(|| e["protocol"].to_string(), str::to_owned)
+                        protocol_name(&e["protocol"])
                     )
                 })
                 .collect()
