@@ -35,6 +35,10 @@ fn refused_probes(net: &Net) -> Vec<(String, Expect)> {
             Expect::Connect(Hook::Connect4),
         ),
         (
+            format!("tcp-fastopen:{}", addr(HOST4, h)),
+            Expect::Connect(Hook::Connect4),
+        ),
+        (
             format!("udp-connect:{}", addr(HOST4, u)),
             Expect::Connect(Hook::Connect4),
         ),
@@ -48,6 +52,10 @@ fn refused_probes(net: &Net) -> Vec<(String, Expect)> {
         ),
         (
             format!("tcp:{}", addr(HOST6, h)),
+            Expect::Connect(Hook::Connect6),
+        ),
+        (
+            format!("tcp-fastopen:{}", addr(HOST6, h)),
             Expect::Connect(Hook::Connect6),
         ),
         (
@@ -470,5 +478,59 @@ fn refusal_events_are_rate_limited() {
     );
     assert_eq!(c.events_suppressed + events.len() as u64, 300, "{c:?}");
     assert_eq!(c.events_lost, 0);
+    filter.release(att.cgroup_id).unwrap();
+}
+
+/// The hooks see the global hierarchy: a game in its own cgroup namespace
+/// (whose `/proc/self/cgroup` says `0::/`) is filtered all the same, and so
+/// is its child.
+#[test]
+fn filter_holds_inside_a_cgroup_namespace() {
+    if !inner("filter_holds_inside_a_cgroup_namespace") {
+        return;
+    }
+    let net = Net::up();
+    let bpffs = Bpffs::mount();
+    let cg = Cgroups::new("cgns");
+    let scope = cg.make("user.slice/user-1000.slice/cgsplit-623.scope");
+    let game = cg.make("user.slice/user-1000.slice/cgsplit-623.scope/game");
+    let mut filter = Filter::load(&bpffs.pin_root()).unwrap();
+    let att = filter
+        .restrict(Cgroups::open(&scope).as_fd(), &"localhost".parse().unwrap())
+        .unwrap();
+    let probes = [
+        format!("tcp:{}", addr(HOST4, net.host.tcp)),
+        format!("udp-sendto:{}", addr(HOST6, net.host.udp)),
+        format!("tcp:{}", addr("127.0.0.1", net.local.tcp)),
+    ];
+    let out = std::process::Command::new("sh")
+        .arg("-ec")
+        .arg(r#"echo 0 > "$1/cgroup.procs"; shift; exec unshare --cgroup -- sh -ec 'cat /proc/self/cgroup; exec "$@"' sh "$@""#)
+        .arg("sh")
+        .arg(&game)
+        .arg(env!("CARGO_BIN_EXE_cgsplit-netprobe"))
+        .args(["--depth", "1"])
+        .args(&probes)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // /proc/self/cgroup (one line per hierarchy on hybrid systems), then
+    // the probe's tab-separated lines.
+    assert!(
+        stdout.lines().any(|l| l == "0::/"),
+        "inside its own cgroup namespace: {stdout}"
+    );
+    let results: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| l.split('\t').nth(1))
+        .collect();
+    assert_eq!(results, ["EPERM", "EPERM", "ok"], "{stdout}");
+    let c = filter.status(att.cgroup_id).unwrap().unwrap().counters;
+    assert_eq!((c.connect_refused, c.sendmsg_refused), (1, 1), "{c:?}");
     filter.release(att.cgroup_id).unwrap();
 }

@@ -19,6 +19,8 @@
 //! receive), `udp-sendto:ADDR` (unconnected sendto), `udp-sendmsg:ADDR`
 //! (unconnected sendmsg with msg_name), `ping:ADDR` (unprivileged ICMP ping
 //! socket: connect + send), `ping-sendto:ADDR` (unconnected),
+//! `tcp-fastopen:ADDR` (TCP Fast Open: `sendto(MSG_FASTOPEN)` with data, 2 s
+//! timeout),
 //! `udp-recv:ADDR` (bind ADDR and wait 1 s for a datagram: ingress).
 
 use std::io;
@@ -193,6 +195,47 @@ fn ping(addr: &SocketAddr, connect: bool) -> io::Result<&'static str> {
     }
 }
 
+fn tcp_fastopen(addr: &SocketAddr) -> io::Result<&'static str> {
+    let domain = if addr.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
+    // SAFETY: plain socket(2) call.
+    let fd =
+        check(unsafe { libc::socket(domain, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) } as isize)?;
+    // SAFETY: fd is a new socket we own.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    let tv = libc::timeval {
+        tv_sec: 2,
+        tv_usec: 0,
+    };
+    // SAFETY: valid option buffer.
+    unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDTIMEO,
+            (&tv as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as u32,
+        )
+    };
+    let (ss, len) = sockaddr(addr);
+    let data = b"cgsplit";
+    // SAFETY: ss holds a valid sockaddr of length len; data is live.
+    check(unsafe {
+        libc::sendto(
+            fd.as_raw_fd(),
+            data.as_ptr().cast(),
+            data.len(),
+            libc::MSG_FASTOPEN,
+            (&ss as *const libc::sockaddr_storage).cast(),
+            len,
+        )
+    })?;
+    Ok("ok")
+}
+
 fn run(probe: &str) -> Result<&'static str, String> {
     let (kind, addr) = probe
         .split_once(':')
@@ -212,6 +255,7 @@ fn run(probe: &str) -> Result<&'static str, String> {
             wait_reply(&s)
         }),
         "udp-sendmsg" => udp_sendmsg(&addr),
+        "tcp-fastopen" => tcp_fastopen(&addr),
         "ping" => ping(&addr, true),
         "ping-sendto" => ping(&addr, false),
         "udp-recv" => UdpSocket::bind(addr).and_then(|s| {
