@@ -107,6 +107,12 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<()> {
+    match &args.cmd {
+        Cmd::Serve(_) => {}
+        Cmd::Attach(_) => need_root("attach")?,
+        Cmd::Detach(_) => need_root("detach")?,
+        Cmd::Status(_) => need_root("status")?,
+    }
     let root = match &args.cgroup_root {
         Some(dir) => CgroupRoot::at(dir)?,
         None => CgroupRoot::discover()?,
@@ -121,7 +127,6 @@ fn run(args: Args) -> Result<()> {
             service::serve(helper, s.address.as_deref())
         }
         Cmd::Attach(a) => {
-            need_root("attach")?;
             // Check what the user typed before touching BPF, so a typo gets
             // its own error even where the filter cannot load.
             a.policy
@@ -139,7 +144,6 @@ fn run(args: Args) -> Result<()> {
             Ok(())
         }
         Cmd::Detach(d) => {
-            need_root("detach")?;
             let cg = root.cgroup_of_dir(&d.cgroup)?;
             root.open(&cg)?;
             let mut helper = load(root, &args.bpffs, usize::MAX)?;
@@ -151,7 +155,6 @@ fn run(args: Args) -> Result<()> {
             Ok(())
         }
         Cmd::Status(s) => {
-            need_root("status")?;
             let cg = root.cgroup_of_dir(&s.cgroup)?;
             root.open(&cg)?;
             let helper = load(root, &args.bpffs, usize::MAX)?;
