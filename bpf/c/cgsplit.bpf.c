@@ -3,13 +3,13 @@
 // cgsplit network filter: keep the processes of a restricted cgroup (a game's
 // scope and everything below it) on loopback, plus a per-scope allow-list.
 //
-// One program set is loaded once and attached (BPF_F_ALLOW_MULTI, through
-// bpf_link) to every restricted scope. The hooks see the LEAF cgroup of the
-// socket (the game's `game/` leaf, or deeper), in the global hierarchy (not
-// the caller's cgroup namespace), so each program walks the socket's
-// ancestors from the root (level 0) down and takes the DEEPEST ancestor that
-// is present in `scopes`: no level is hard-coded and nested test
-// hierarchies work. A program that runs but finds no scope entry denies
+// One program set is loaded once and attached (through bpf_link, which is
+// always multi-attach) to every restricted scope. The hooks see the LEAF
+// cgroup (the game's `game/` leaf, or deeper), in the global hierarchy (not
+// the caller's cgroup namespace), so each program walks the ancestors of the
+// socket's cgroup (skb) or the calling task's cgroup (sock_addr) from the
+// root (level 0) down and takes the DEEPEST ancestor that is present in
+// `scopes`: no level is hard-coded and nested test hierarchies work. A program that runs but finds no scope entry denies
 // (fail closed: it is only ever attached to restricted scopes).
 //
 // Decisions, in order:
@@ -308,6 +308,7 @@ int cgsplit_egress(struct __sk_buff *skb)
 // calling task's cgroup. The program runs because the SOCKET's cgroup is
 // under a restricted scope; a task outside every scope using such a socket
 // finds no entry and is refused (fail closed).
+//
 // The id of the deepest restricted ancestor of the calling task's cgroup, or 0.
 __attribute__((noinline)) __u64 task_scope_id(void)
 {
