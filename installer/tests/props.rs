@@ -503,7 +503,7 @@ fn token_edit(
 }
 
 proptest! {
-    #![proptest_config(config(300))]
+    #![proptest_config(config(150))]
 
     /// The streaming check agrees with the full-vector reference.
     #[test]
@@ -527,5 +527,32 @@ proptest! {
         if let (Ok(a), Ok(b)) = (got, want) {
             prop_assert!(a == b);
         }
+    }
+}
+
+proptest! {
+    #![proptest_config(config(120))]
+
+    /// The focused parse (used for every edit) accepts and refuses exactly
+    /// what the full parse does, and so does the storage-free `validate`
+    /// (with the same error as the focused parse: both stream, so they name
+    /// the first problem in file order; the full parse lexes everything
+    /// first, so a lexer error later in the file may win there).
+    #[test]
+    fn focused_parse_and_validate_agree_with_the_full_parse(
+        c in case(),
+        mutate in prop::option::of((any::<prop::sample::Index>(), vdf_bytes())),
+    ) {
+        let mut src = render(&c.root, &c.children, c.crlf, c.trailing_nl);
+        if let Some((i, b)) = mutate {
+            let i = i.index(src.len() + 1);
+            src.splice(i..i, b.into_iter().take(3));
+        }
+        let full = Document::parse(&src).map(|_| ());
+        let app = c.appid.to_string();
+        let focus = ["UserLocalConfigStore", "Software", "Valve", "Steam", "apps", app.as_str()];
+        let focused = Document::parse_focused(&src, &focus).map(|_| ());
+        prop_assert_eq!(full.is_ok(), focused.is_ok(), "{:?} vs {:?}", full, focused);
+        prop_assert_eq!(&focused, &vdf::doc::validate(&src));
     }
 }
