@@ -202,9 +202,59 @@ pub fn revoke() -> Result<Vec<PathBuf>, FlatpakError> {
     Ok(done)
 }
 
+/// A running sandbox of [`STEAM_APP_ID`] that cannot see `games.slice`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlindSandbox {
+    /// flatpak's instance id.
+    pub instance: String,
+    /// The sandboxed process (`child-pid`), as the host sees it.
+    pub pid: u32,
+}
+
+/// Running Steam sandboxes in which `dir` does not exist, found with
+/// `flatpak ps --columns=instance,child-pid,application` and a look at
+/// `/proc/<child-pid>/root<dir>` (the sandbox's own mount namespace, which
+/// the same uid may inspect). flatpak resolves `--filesystem` paths when a
+/// sandbox starts and silently skips missing ones, so such a sandbox stays
+/// blind until Steam restarts. Empty when flatpak is missing or nothing runs.
+pub fn blind_steam_sandboxes(dir: &Path) -> Vec<BlindSandbox> {
+    let Ok(out) = flatpak(&["ps", "--columns=instance,child-pid,application"]) else {
+        return Vec::new();
+    };
+    parse_ps(&out)
+        .into_iter()
+        .filter(|(_, _, app)| app == STEAM_APP_ID)
+        .filter(|(_, pid, _)| {
+            let root = PathBuf::from(format!("/proc/{pid}/root"));
+            // Unreadable root (process gone, not ours): say nothing.
+            root.join(".").exists() && !root.join(dir.strip_prefix("/").unwrap_or(dir)).is_dir()
+        })
+        .map(|(instance, pid, _)| BlindSandbox { instance, pid })
+        .collect()
+}
+
+/// `flatpak ps` rows: `(instance, child pid, application)`; other lines skipped.
+pub fn parse_ps(text: &str) -> Vec<(String, u32, String)> {
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let (i, p, a) = (f.next()?, f.next()?, f.next()?);
+            Some((i.to_owned(), p.parse().ok()?, a.to_owned()))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ps_rows_parse() {
+        assert_eq!(
+            parse_ps("2913478126\t4242\tcom.valvesoftware.Steam\nInstance PID\n"),
+            [("2913478126".into(), 4242, STEAM_APP_ID.into())]
+        );
+    }
 
     #[test]
     fn filesystems_come_from_the_context_group_only() {

@@ -225,8 +225,22 @@ fn grant(slice_dir: Option<&Path>) {
         )),
         Ok(_) => {}
         // No flatpak at all: nothing to do for a native Steam.
-        Err(flatpak::FlatpakError::Missing(_)) => {}
+        Err(flatpak::FlatpakError::Missing(_)) => return,
         Err(e) => log::warn(&format!("flatpak grant: {e}")),
+    }
+    warn_blind(dir);
+}
+
+/// Warns about running Steam sandboxes that started before `dir` existed.
+fn warn_blind(dir: &Path) {
+    for b in flatpak::blind_steam_sandboxes(dir) {
+        log::warn(&format!(
+            "the running {} sandbox (instance {}, pid {}) cannot see {}: it started before the directory existed, and flatpak skips a --filesystem path that is missing at start; games it launches cannot join their scopes until Steam is restarted",
+            flatpak::STEAM_APP_ID,
+            b.instance,
+            b.pid,
+            dir.display()
+        ));
     }
 }
 
