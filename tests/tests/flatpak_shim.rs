@@ -10,7 +10,9 @@
 //! lists that pid; outside, a host pid in `game/cgroup.procs` has that
 //! sandbox pid as the last `NSpid` entry. With `--kill-steam` and Steam's
 //! `--persist=.steam`, the shutdown line reaches the FIFO the host sees at
-//! `~/.var/app/<id>/.steam/steam.pipe`.
+//! `~/.var/app/<id>/.steam/steam.pipe`, and the shim's log lands in the
+//! app's state directory. With `network = localhost` recorded on the scope
+//! and no filter attached, the shim in the sandbox refuses to start the game.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -94,6 +96,12 @@ for p in $(cat "$dir/{leaf}/cgroup.procs"); do
 done >"$out/outside"
 wait $fp; echo $? >"$out/rc"
 sleep 0.3; kill $reader
+cp "$HOME/.var/app/{app}/.local/state/cgsplit/shim.log" "$out/shim.log" 2>/dev/null
+# network = localhost recorded on the scope, no filter attached: the shim in
+# the sandbox reads the xattr through the bind mount, joins, and refuses.
+setfattr -n user.cgsplit.policy -v localhost "$dir" || exit 93
+{run} "cgsplit-shim --network localhost -- /app/bin/game $dir/{leaf}" >"$out/closed.out" 2>"$out/closed.err"
+echo $? >"$out/closed.rc"
 "#,
         out = sh(&out),
         install = kit.install_script(),
