@@ -621,3 +621,32 @@ fn bad_app_id_is_a_usage_error() {
         out.stderr
     );
 }
+
+#[test]
+fn empty_command() {
+    // Nothing after `--`: a usage error.
+    let out = run(&mut shim(["--"]));
+    assert_eq!(out.code, Some(2));
+    assert!(
+        out.stderr.starts_with("cgsplit-shim: no command to run"),
+        "{}",
+        out.stderr
+    );
+    // An empty program name: not found, like a shell's `""`.
+    let out = run(&mut shim([
+        "--scope",
+        "/nonexistent/cgsplit-620.scope",
+        "--",
+        "",
+    ]));
+    assert_eq!(out.code, Some(127), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .lines()
+            .last()
+            .unwrap()
+            .contains("not found (ENOENT"),
+        "{}",
+        out.stderr
+    );
+}
