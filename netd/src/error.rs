@@ -21,7 +21,8 @@ pub enum Error {
     InvalidArgs(String),
     /// The caller may not act on this cgroup: not its owner, outside its
     /// `user@<uid>.service`, a symlink or a mount crossing on the way, or the
-    /// caller itself runs inside a restricted cgroup (for Release).
+    /// caller itself runs inside a restricted cgroup (for Release or a policy
+    /// change).
     AccessDenied(String),
     /// No cgroup at that path, or it vanished while the helper worked on it.
     NoSuchCgroup(String),
@@ -65,4 +66,28 @@ pub fn not_beneath(path: &Path, root: &Path) -> Error {
         root.display(),
         root.display()
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_carry_the_documented_prefix() {
+        for (e, n) in [
+            (Error::InvalidArgs(String::new()), "InvalidArgs"),
+            (Error::AccessDenied(String::new()), "AccessDenied"),
+            (Error::NoSuchCgroup(String::new()), "NoSuchCgroup"),
+            (Error::NotACgroup(String::new()), "NotACgroup"),
+            (Error::LimitExceeded(String::new()), "LimitExceeded"),
+            (Error::AlreadyRestricted(String::new()), "AlreadyRestricted"),
+            (Error::Failed("why".into()), "Failed"),
+        ] {
+            assert_eq!(
+                zbus::DBusError::name(&e).as_str(),
+                format!("{ERROR_PREFIX}.{n}")
+            );
+        }
+        assert_eq!(Error::Failed("why".into()).message(), "why");
+    }
 }
