@@ -102,7 +102,9 @@ async fn caller_of(conn: &zbus::Connection, hdr: &Header<'_>) -> Result<Caller> 
     let ask = |e: zbus::fdo::Error| {
         Error::Failed(format!("cannot ask the bus daemon who {sender} is: {e}"))
     };
-    let dbus = zbus::fdo::DBusProxy::new(conn)
+    let dbus = zbus::fdo::DBusProxy::builder(conn)
+        .cache_properties(zbus::proxy::CacheProperties::No)
+        .build()
         .await
         .map_err(|e| Error::Failed(format!("cannot reach the bus daemon: {e}")))?;
     let uid = dbus
