@@ -86,6 +86,10 @@ pub struct Invocation {
     /// `--allow-network`: a policy that cannot be proven only warns.
     pub allow_network: bool,
     /// `--kill-steam`: ask Steam to shut down after the game has ended.
+    /// Dropped for the compat verb `run`: Steam uses it for install scripts
+    /// and setup steps, and runs the game itself afterwards with
+    /// `waitforexitandrun` (interface doc, "Windows games with an install
+    /// script"), so quitting Steam after a `run` would stop it before the game.
     pub kill_steam: bool,
     /// The command to run, program first, exactly as received; never empty.
     pub command: Vec<OsString>,
@@ -239,6 +243,10 @@ fn compat(
     let rest: Vec<OsString> = it.collect();
     let is = |set: &[&str]| set.iter().any(|v| verb == *v);
     if is(&LAUNCH_VERBS) {
+        let mut inv = inv;
+        if verb == "run" {
+            inv.kill_steam = false;
+        }
         launch(inv, rest)
     } else if chain {
         if rest.is_empty() {

@@ -650,3 +650,32 @@ fn empty_command() {
         out.stderr
     );
 }
+
+#[test]
+fn no_shutdown_after_a_setup_step() {
+    // `compat run` is an install script; Steam runs the game after it.
+    let mount = cgroup2_or_skip!();
+    let cg = TestCgroup::new(&mount, true);
+    let home = SteamHome::new();
+    let reader = home.reader();
+    let args = with_scope(&cg, &["--kill-steam", "compat", "run", "--", "/bin/true"]);
+    let out = run(shim(&args).env("HOME", home.home()));
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert_eq!(out.stderr, "");
+    assert_eq!(drain(reader), b"", "Steam must stay up for the game");
+    // The same line with waitforexitandrun (the game) does ask.
+    let reader = home.reader();
+    let args = with_scope(
+        &cg,
+        &[
+            "--kill-steam",
+            "compat",
+            "waitforexitandrun",
+            "--",
+            "/bin/true",
+        ],
+    );
+    let out = run(shim(&args).env("HOME", home.home()));
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert_eq!(drain(reader), SHUTDOWN_LINE);
+}
