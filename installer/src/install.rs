@@ -739,6 +739,10 @@ fn plan_launch_undo(plan: &mut Plan, lc: &Path, appid: u32, rec: Option<&Record>
             .map_err(&err)?;
             (new, "restored byte for byte".to_owned())
         }
+        (Some(r), Some(c)) if r.original_token.as_deref().map(str::as_bytes) == Some(&c.token[..]) => (
+            src.clone(),
+            "already the value from before cgsplit".to_owned(),
+        ),
         (Some(_), Some(_)) => (
             src.clone(),
             "changed by hand since cgsplit wrote it; left as it is (edit it in Steam if the cgsplit-shim part should go)".to_owned(),
@@ -997,40 +1001,45 @@ fn execute(o: &Options, plan: Plan) -> Result<()> {
         println!("Dry run: nothing was written.");
         return Ok(());
     }
-    for c in &plan.tool {
-        match (&c.new, &c.kind) {
-            (Some(bytes), Kind::Own(mode)) => {
-                if let Some(dir) = c.path.parent() {
-                    fsio::create_dir_all(dir, 0o755)?;
-                }
-                fsio::write_atomic_mode(&c.path, bytes, *mode)?;
-            }
-            (None, _) => fsio::remove_file(&c.path)?,
-            (Some(_), Kind::Steam) => unreachable!("tool changes are own files"),
+    // Installing: our files first, so a launch line never points at a
+    // missing shim. Removing: Steam files first, our files last.
+    let (writes, deletes): (Vec<&Change>, Vec<&Change>) =
+        plan.tool.iter().partition(|c| c.new.is_some());
+    for c in &writes {
+        let (Some(bytes), Kind::Own(mode)) = (&c.new, &c.kind) else {
+            unreachable!("tool changes are own files")
+        };
+        if let Some(dir) = c.path.parent() {
+            fsio::create_dir_all(dir, 0o755)?;
         }
+        fsio::write_atomic_mode(&c.path, bytes, *mode)?;
     }
-    for d in &plan.tool_dirs_to_remove {
-        if fsio::remove_dir_if_empty(d)? {
-            println!("Compatibility tool: removed {}", d.display());
-        } else if d.exists() {
-            println!(
-                "Compatibility tool: removed cgsplit's files; {} kept (other files in it)",
-                d.display()
-            );
-        }
-    }
-    if !plan.tool.is_empty() {
+    if !writes.is_empty() {
         fsio::crash_point("tool-written");
     }
-    if let Some((path, _, after)) = &plan.state {
-        if *after == State::default() {
-            fsio::remove_file(path)?;
-        } else {
-            fsio::create_dir_all(path.parent().unwrap_or(Path::new(".")), 0o700)?;
-            fsio::write_atomic(path, state::render_state(after).as_bytes(), 0o600)?;
+    // A record of what is about to be written goes first (a crash never
+    // leaves a wrapped value without its original); records that only
+    // disappear go after the Steam files are restored (a crash never
+    // forgets an original that is still to be put back).
+    let write_state = |plan: &Plan| -> Result<()> {
+        if let Some((path, _, after)) = &plan.state {
+            if *after == State::default() {
+                fsio::remove_file(path)?;
+            } else {
+                fsio::create_dir_all(path.parent().unwrap_or(Path::new(".")), 0o700)?;
+                fsio::write_atomic(path, state::render_state(after).as_bytes(), 0o600)?;
+            }
+            println!("State: {}", path.display());
+            fsio::crash_point("state-written");
         }
-        println!("State: {}", path.display());
-        fsio::crash_point("state-written");
+        Ok(())
+    };
+    let adds = plan.state.as_ref().is_some_and(|(_, before, after)| {
+        after.launch.iter().any(|r| !before.launch.contains(r))
+            || after.compat.iter().any(|r| !before.compat.contains(r))
+    });
+    if adds {
+        write_state(&plan)?;
     }
     for c in &plan.steam {
         let (Some(old), Some(new)) = (&c.old, &c.new) else {
@@ -1042,6 +1051,22 @@ fn execute(o: &Options, plan: Plan) -> Result<()> {
             written.display(),
             fsio::backup_path(&written, 0).display()
         );
+    }
+    if !adds {
+        write_state(&plan)?;
+    }
+    for c in &deletes {
+        fsio::remove_file(&c.path)?;
+    }
+    for d in &plan.tool_dirs_to_remove {
+        if fsio::remove_dir_if_empty(d)? {
+            println!("Compatibility tool: removed {}", d.display());
+        } else if d.exists() {
+            println!(
+                "Compatibility tool: removed cgsplit's files; {} kept (other files in it)",
+                d.display()
+            );
+        }
     }
     for n in &plan.notes {
         println!("note: {n}");

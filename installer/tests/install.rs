@@ -1179,6 +1179,53 @@ fn kill_9_at_every_write_step_leaves_old_or_new_and_a_rerun_completes() {
     }
 }
 
+/// Runs `args` with the crash hook at `point`, SIGKILLs it there.
+fn kill_at(s: &Steam, args: &[&str], point: &str) {
+    let mut child = s
+        .cmd(args)
+        .env("CGSPLIT_INSTALL_CRASH_AT", point)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_stopped(child.id()), "{point}: never reached");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn kill_9_during_remove_never_leaves_a_launch_line_without_its_shim() {
+    let Some(shim) = shim_arg() else { return };
+    // 620 has launch options; 570 has no app block (cgsplit creates one).
+    for (app, point) in ["620", "570"].into_iter().flat_map(|a| {
+        ["state-written", "temp-written", "backup-linked", "renamed"].map(move |p| (a, p))
+    }) {
+        let s = Steam::new();
+        let lc = s.localconfig(39734273);
+        let before = fs::read(&lc).unwrap();
+        assert!(s.run(&["--game", app, "--shim", &shim]).status.success());
+        kill_at(&s, &["--remove", "--game", app], point);
+        let now = fs::read(&lc).unwrap();
+        let wrapped = localconfig_value(&lc, app.parse().unwrap())
+            .is_some_and(|v| v.contains("cgsplit-shim"));
+        assert!(now == before || wrapped, "{point}: partial file");
+        if wrapped {
+            assert!(
+                s.tool_dir().join("cgsplit-shim").exists(),
+                "{point}: launch line points at a removed shim"
+            );
+        }
+        let out = s.run(&["--remove", "--game", app]);
+        assert!(out.status.success(), "{app} {point}: {}", stderr(&out));
+        assert_eq!(fs::read(&lc).unwrap(), before, "{app} {point}");
+        assert!(!s.tool_dir().exists(), "{app} {point}");
+    }
+}
+
 #[test]
 fn backups_rotate_and_keep_three() {
     let Some(shim) = shim_arg() else { return };
