@@ -83,6 +83,22 @@ fn is_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\r' | b'\n' | 0x0b | 0x0c | 0)
 }
 
+/// Bytes that end an unquoted word: whitespace, `"`, `{`, `}` (one table
+/// lookup per byte instead of two comparisons chains).
+const ENDS_WORD: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = matches!(
+            c,
+            b' ' | b'\t' | b'\r' | b'\n' | 0x0b | 0x0c | 0 | b'"' | b'{' | b'}'
+        );
+        b += 1;
+    }
+    t
+};
+
 /// End of the line that contains `from`: the offset of its `\r\n` or `\n`, or
 /// the input length.
 fn line_end(input: &[u8], from: usize) -> usize {
@@ -165,9 +181,10 @@ impl Iterator for Lexer<'_> {
             Some(Err(e))
         };
         let kind = if is_space(b) {
-            while i < input.len() && is_space(input[i]) {
-                i += 1;
-            }
+            i += input[i..]
+                .iter()
+                .position(|&c| !is_space(c))
+                .unwrap_or(input.len() - i);
             TokenKind::Whitespace
         } else if input[i..].starts_with(b"//") {
             i = line_end(input, i);
@@ -206,9 +223,10 @@ impl Iterator for Lexer<'_> {
             }
             TokenKind::Conditional
         } else {
-            while i < input.len() && !is_space(input[i]) && !b"\"{}".contains(&input[i]) {
-                i += 1;
-            }
+            i += input[i..]
+                .iter()
+                .position(|&c| ENDS_WORD[c as usize])
+                .unwrap_or(input.len() - i);
             TokenKind::Unquoted
         };
         self.at = i;
