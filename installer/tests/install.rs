@@ -1491,3 +1491,62 @@ fn uninstall_undoes_every_game_and_root() {
     assert!(!s.tool_dir().exists());
     assert!(!s.state.join("cgsplit/launch-options.vdf").exists());
 }
+
+#[test]
+fn unreadable_file_for_the_user_is_one_error_naming_it() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let Some(shim) = shim_arg() else { return };
+    if !nix::unistd::Uid::effective().is_root() {
+        // As an ordinary user the tree below is ours already; chmod 000
+        // then makes it unreadable for us, which is the same case.
+        eprintln!("not root: testing with the current user");
+    }
+    let s = Steam::new();
+    let lc = s.localconfig(39734273);
+    // A copy of the binary and shim the test user can run, and a tree it owns.
+    let tmp = s.home.parent().unwrap();
+    let bin = tmp.join("cgsplit-install");
+    fs::copy(BIN, &bin).unwrap();
+    let shim_copy = tmp.join("shim");
+    fs::copy(&shim, &shim_copy).unwrap();
+    let nobody = nix::unistd::Uid::from_raw(65534);
+    let nogroup = nix::unistd::Gid::from_raw(65534);
+    let root = nix::unistd::Uid::effective().is_root();
+    if root {
+        let mut stack = vec![tmp.to_path_buf()];
+        while let Some(p) = stack.pop() {
+            nix::unistd::fchownat(
+                nix::fcntl::AT_FDCWD,
+                &p,
+                Some(nobody),
+                Some(nogroup),
+                nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+            )
+            .unwrap();
+            if fs::symlink_metadata(&p).unwrap().is_dir() {
+                stack.extend(fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+            }
+        }
+    }
+    fs::set_permissions(&lc, fs::Permissions::from_mode(0o000)).unwrap();
+    let before = snapshot(&s.home);
+    let mut cmd = Command::new(&bin);
+    cmd.args(["--game", "620", "--shim", shim_copy.to_str().unwrap()])
+        .env_clear()
+        .env("HOME", &s.home)
+        .env("XDG_STATE_HOME", &s.state)
+        .env("XDG_CONFIG_HOME", s.home.join(".config"));
+    if root {
+        cmd.uid(65534).gid(65534);
+    }
+    let out = cmd.output().unwrap();
+    let e = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{e}");
+    assert_eq!(e.lines().count(), 1, "{e}");
+    assert!(
+        e.contains(&format!("cannot read {}: Permission denied", lc.display())),
+        "{e}"
+    );
+    assert_eq!(snapshot(&s.home), before);
+}
