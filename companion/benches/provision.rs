@@ -60,7 +60,7 @@ fn inner() {
 
     for n in [1usize, 50] {
         let base = 1000 * n as u32;
-        let (mut call, mut full) = (Vec::new(), Vec::new());
+        let (mut call, mut full, mut keepers) = (Vec::new(), Vec::new(), Vec::new());
         for i in 0..n as u32 {
             let app = AppId::new(base + i).unwrap();
             let unit = cgsplit_core::scope::scope_unit(app);
@@ -78,11 +78,16 @@ fn inner() {
             let t3 = Instant::now();
             call.push(t2 - t1);
             full.push(t3 - t0);
+            keepers.push(k);
         }
         stats("call→job done", n, &mut call);
         stats("provision (library)", n, &mut full);
         for i in 0..n as u32 {
             cgsplit_companion::release_with(&mgr, AppId::new(base + i).unwrap()).unwrap();
+        }
+        // Stopping the scopes killed the keepers; reap them.
+        for mut k in keepers {
+            let _ = k.wait();
         }
 
         let mut cli: Vec<Duration> = (0..n as u32)
