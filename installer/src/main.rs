@@ -162,6 +162,16 @@ fn options(args: Args) -> anyhow::Result<Options> {
 }
 
 fn main() -> ExitCode {
+    // `cgsplit-install --dry-run | head`: end quietly on a closed pipe, as
+    // other command-line tools do, instead of panicking in println!.
+    // SAFETY: restoring the default disposition of SIGPIPE before any
+    // other thread exists.
+    let _ = unsafe {
+        nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGPIPE,
+            nix::sys::signal::SigHandler::SigDfl,
+        )
+    };
     let argv: Vec<String> = std::env::args().collect();
     let strs: Vec<&str> = argv.iter().map(String::as_str).collect();
     let args = match Args::from_args(&strs[..1], &strs[1..]) {
