@@ -437,6 +437,37 @@ mod tests {
     }
 
     #[test]
+    fn discover_dedups_by_canonical_path_and_reads_xdg_data_home() {
+        let d = tempfile::tempdir().unwrap();
+        let home = d.path().join("h");
+        let data = d.path().join("xdg-data");
+        fs::create_dir_all(data.join("Steam/userdata")).unwrap();
+        fs::create_dir_all(home.join(".steam")).unwrap();
+        std::os::unix::fs::symlink(data.join("Steam"), home.join(".steam/root")).unwrap();
+        // Not Steam: an empty directory at a probed place is ignored.
+        fs::create_dir_all(home.join(".local/share/Steam")).unwrap();
+        let roots = discover(&[], &home, Some(&data)).unwrap();
+        assert_eq!(roots.len(), 1, "{roots:?}");
+        assert_eq!(roots[0].path, fs::canonicalize(data.join("Steam")).unwrap());
+        assert_eq!(
+            roots[0].via,
+            vec![home.join(".steam/root"), data.join("Steam")]
+        );
+        assert_eq!(roots[0].kind, "native (~/.steam/root)");
+        // Explicit roots: the same directory twice is refused, naming both.
+        let link = d.path().join("link");
+        std::os::unix::fs::symlink(data.join("Steam"), &link).unwrap();
+        let e = discover(&[data.join("Steam"), link.clone()], &home, None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("are the same directory") && e.contains("link"),
+            "{e}"
+        );
+        assert_eq!(steamid64(39734273), 76561198000000001);
+    }
+
+    #[test]
     fn pipes_probed() {
         let home = Path::new("/home/u");
         let flat = Path::new("/home/u/.var/app/com.valvesoftware.Steam/.local/share/Steam");

@@ -1050,6 +1050,23 @@ mod tests {
     }
 
     #[test]
+    fn lines_and_binary_detection() {
+        assert_eq!(line_col(b"a\nbc\nd", 0), (1, 1));
+        assert_eq!(line_col(b"a\nbc\nd", 3), (2, 2));
+        assert_eq!(line_col(b"a\nbc\nd", 5), (3, 1));
+        assert_eq!(line_col(b"a\r\nb", 3), (2, 1));
+        assert_eq!(binary_at(b"\"a\" \"b\""), None);
+        // Valve text files may end in NULs.
+        assert_eq!(binary_at(b"\"a\" \"b\"\0\0"), None);
+        assert_eq!(binary_at(b"\0shortcuts\0"), Some(0));
+        let shortcuts = fixture(
+            "corpus/WilliamVenner__steamlocate-rs__tests__assets__shortcuts_different_key_case.vdf",
+        );
+        assert!(binary_at(&shortcuts).is_some());
+        assert_eq!(binary_at(&mexus()), None);
+    }
+
+    #[test]
     fn remove_keeps_blocks_steam_filled_in_since() {
         let src = mexus();
         let r = set(&src, 620, WRAPPED).unwrap();
