@@ -12,9 +12,11 @@ use crate::steam::loginusers::LoginUsersError;
 /// Commands to build the static shim, quoted in shim errors.
 pub const BUILD_SHIM: &str = "build it with `cargo build-shim` (output: target/x86_64-unknown-linux-gnu/shim/cgsplit-shim) and pass it with --shim PATH";
 
-/// Everything `cgsplit-install` can fail with. Nothing has been written to
-/// `localconfig.vdf` when one of these is returned, except
-/// [`Error::Io`] during the final write (the backup path is printed before).
+/// Everything `cgsplit-install` can fail with. Every input is read and
+/// checked before the first write, so nothing has been written when one of
+/// these is returned, except [`Error::Io`] or [`Error::ChangedMeanwhile`]
+/// during the writes themselves (each file is then either old or new, and
+/// the previous version of a Steam file is kept as `<file>.cgsplit-bak`).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A file operation failed.
@@ -88,11 +90,6 @@ pub enum Error {
         /// Other Steam installs noticed, as `; found …`.
         found: String,
     },
-    /// Steam is running for this user.
-    #[error(
-        "Steam is running; quit Steam first (it overwrites localconfig.vdf on exit) [{0} has a reader]"
-    )]
-    SteamRunning(PathBuf),
     /// The shim cannot be used.
     #[error(
         "shim {path} is unusable: {source}; a dynamic shim cannot run inside the Steam flatpak; {BUILD_SHIM}"
@@ -122,9 +119,6 @@ pub enum Error {
         "{0} changed while cgsplit-install was running (is Steam starting?); nothing was written, retry"
     )]
     ChangedMeanwhile(PathBuf),
-    /// No home or state directory.
-    #[error("cannot determine the home directory ($HOME unset)")]
-    NoHome,
 }
 
 /// Result with [`Error`].

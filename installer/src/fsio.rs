@@ -4,8 +4,6 @@
 //!   owner), write, fsync, rename over the target, fsync the directory. A
 //!   symlinked path is followed so the link stays and its target is replaced
 //!   (cargo `paths::write_atomic`; `~/.steam/steam` is often a symlink).
-//! - [`backup`]: a new, never-overwritten copy, mode 0600 (localconfig.vdf
-//!   holds auth tickets).
 //! - [`replace_checked`]: re-reads the file first and refuses if it changed
 //!   since it was read for planning; keeps `<file>.cgsplit-bak` (a hard link
 //!   to the old inode, made before the rename, so no copy of a 10 MB file),
@@ -283,37 +281,6 @@ pub fn check_writable(path: &Path) -> Result<()> {
         .ctx("write into directory", dir)
 }
 
-/// Writes `bytes` to a new file `<dir>/<stem>.<unix time>.bak` (`-1`, `-2`…
-/// appended if taken), mode 0600, fsynced. `dir` is created with mode 0700.
-/// Returns the backup path.
-pub fn backup(dir: &Path, stem: &str, unix: u64, bytes: &[u8]) -> Result<PathBuf> {
-    create_dir_all(dir, 0o700)?;
-    for n in 0..1000 {
-        let suffix = if n == 0 {
-            String::new()
-        } else {
-            format!("-{n}")
-        };
-        let path = dir.join(format!("{stem}.{unix}{suffix}.bak"));
-        match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-        {
-            Ok(mut f) => {
-                f.write_all(bytes).ctx("write backup", &path)?;
-                f.sync_all().ctx("fsync backup", &path)?;
-                sync_dir(dir)?;
-                return Ok(path);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e).ctx("create backup", &path),
-        }
-    }
-    Err(std::io::Error::from(std::io::ErrorKind::AlreadyExists)).ctx("create backup in", dir)
-}
-
 /// Removes a file; fine if it is already gone.
 pub fn remove_file(path: &Path) -> Result<()> {
     match fs::remove_file(path) {
@@ -389,19 +356,5 @@ mod tests {
         assert_eq!(fs::read(&p).unwrap(), b"a");
         replace_checked(&p, b"a", b"c").unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"c");
-    }
-
-    #[test]
-    fn backups_never_overwrite() {
-        let d = tempfile::tempdir().unwrap();
-        let b = d.path().join("backups");
-        let one = backup(&b, "x", 5, b"1").unwrap();
-        let two = backup(&b, "x", 5, b"2").unwrap();
-        assert_ne!(one, two);
-        assert_eq!(fs::read(&one).unwrap(), b"1");
-        assert_eq!(
-            fs::metadata(&two).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
     }
 }

@@ -21,7 +21,7 @@
 //!         "original_token"        "\"-novid\""        // the value token, quotes included, byte for byte
 //!         "wrote_token"        "\"'/…/cgsplit-shim' -- %command% -novid\""
 //!         "created_blocks"        "0"              // blocks cgsplit created (app block = 1, apps = 2, …)
-//!         "backup"        "/home/me/.local/state/cgsplit/backups/…"
+//!         "backup"        "/home/me/…/config/localconfig.vdf.cgsplit-bak"
 //!         "installed_at"        "1764400000"
 //!     }
 //!     "compat"                                   // --set-compat-tool
@@ -44,8 +44,6 @@ use crate::vdf::lex;
 
 /// File name of the state file inside the state directory.
 pub const FILE: &str = "launch-options.vdf";
-/// Directory for localconfig.vdf backups inside the state directory.
-pub const BACKUPS: &str = "backups";
 
 /// One game's launch options as cgsplit changed them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,7 +62,8 @@ pub struct Record {
     pub wrote_token: String,
     /// Blocks cgsplit created around the key (0 = none).
     pub created_blocks: usize,
-    /// Backup of localconfig.vdf taken before the first write.
+    /// The backup next to localconfig.vdf made by the first write
+    /// (`localconfig.vdf.cgsplit-bak`; later writes rotate it to `.1`, `.2`).
     pub backup: String,
     /// Unix time of the first write.
     pub installed_at: u64,
