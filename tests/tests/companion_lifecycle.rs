@@ -573,3 +573,65 @@ fn the_shipped_user_unit_runs_up_and_keeps_watch() {
     assert!(tries < 200, "{}", show(&out));
     assert_eq!(get(&v, "scope2", &out), "active");
 }
+
+#[test]
+fn a_second_uid_can_neither_join_nor_reach_the_first_uids_scopes() {
+    // The testbed runs one user manager; a second, unprivileged uid (61999,
+    // no passwd entry needed) is played by a root daemon dropping to it with
+    // setpriv once the first uid's scope exists. It must not be able to move
+    // a process into A's game leaf (the scope is A's: Delegate=yes chowned
+    // it), nor talk to A's user manager (A's bus socket), so neither
+    // `status` nor `down` can act on A's scopes.
+    let Some(tb) = tb() else { return };
+    let out = run_in(
+        tb.root_daemon(
+            r#"R=/run/cgsplit-testbed-home/a-ready
+            for i in $(seq 200); do [ -s $R ] && break; sleep 0.05; done
+            A=$(cat $R)
+            S=/sys/fs/cgroup/user.slice/user-$A.slice/user@$A.service/games.slice/cgsplit-620.scope
+            B="setpriv --reuid=61999 --regid=61999 --clear-groups"
+            BUS="DBUS_SESSION_BUS_ADDRESS=unix:path=/run/user/$A/bus"
+            {
+              echo "b_uid=$($B id -u)"
+              o=$($B sh -c "echo \$\$ > $S/game/cgroup.procs" 2>&1); r=$?; echo "b_join=$(echo $o) rc=$r"
+              o=$($B env $BUS HOME=/tmp "$CGSPLIT_BIN/cgsplit" status 2>&1); r=$?; echo "b_status=$(echo $o) rc=$r"
+              o=$($B env $BUS HOME=/tmp "$CGSPLIT_BIN/cgsplit" down 2>&1); r=$?; echo "b_down=$(echo $o) rc=$r"
+            } > /run/b-result.tmp
+            mv /run/b-result.tmp /run/b-result"#,
+        ),
+        r#"
+        printf '[games.620]\n' > "$CFG"
+        "$CGSPLIT" up --no-flatpak >/dev/null 2>&1; echo "up=$?"
+        echo "$TESTBED_UID" > $HOME/a-ready
+        echo "tries=$(wait_for test -e /run/b-result)"
+        cat /run/b-result
+        echo "a_state=$(systemctl --user is-active cgsplit-620.scope)"
+        echo "a_game_procs=$(procs $(scope_dir 620)/game)"
+    "#,
+    );
+    let v = vars(&out);
+    assert_eq!(get(&v, "up", &out), "0", "{}", show(&out));
+    assert!(
+        get(&v, "tries", &out).parse::<u32>().unwrap() < 200,
+        "{}",
+        show(&out)
+    );
+    assert_eq!(get(&v, "b_uid", &out), "61999");
+    let join = get(&v, "b_join", &out);
+    assert!(
+        join.contains("Permission denied") && join.ends_with("rc=2"),
+        "{join}"
+    );
+    for k in ["b_status", "b_down"] {
+        let s = get(&v, k, &out);
+        assert!(
+            s.starts_with(
+                "cgsplit: error: cannot connect to the session bus at unix:path=/run/user/"
+            ) && s.contains("Permission denied")
+                && s.ends_with("rc=1"),
+            "{k}: {s}"
+        );
+    }
+    assert_eq!(get(&v, "a_state", &out), "active", "A's scope untouched");
+    assert_eq!(get(&v, "a_game_procs", &out).trim(), "");
+}
