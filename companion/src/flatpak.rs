@@ -33,7 +33,7 @@ pub const GRANTS_FILE: &str = "flatpak-grants";
 #[derive(Debug, thiserror::Error)]
 pub enum FlatpakError {
     /// `flatpak` is not installed (not on `PATH`).
-    #[error("flatpak is not installed (no `flatpak` on PATH): {0}; nothing to grant")]
+    #[error("flatpak is not installed (no `flatpak` on PATH): {0}")]
     Missing(std::io::Error),
     /// `flatpak override` exited non-zero.
     #[error("`{cmd}` failed ({status}): {stderr}")]
@@ -174,12 +174,18 @@ pub fn grant(dir: &Path) -> Result<Granted, FlatpakError> {
         (true, false) => return Ok(Granted::AlreadyByUser),
         _ => {}
     }
+    // Recorded first, so a grant that exists is always one we can revoke;
+    // taken out of the record again when flatpak refuses.
     if !ours {
         grants.push(entry);
+        write_grants(&file, &grants, "not added")?;
     }
-    write_grants(&file, &grants, "not added")?;
     let arg = format!("--filesystem={}", dir.display());
-    flatpak(&["--user", "override", &arg, STEAM_APP_ID])?;
+    if let Err(e) = flatpak(&["--user", "override", &arg, STEAM_APP_ID]) {
+        grants.retain(|g| g.0 != STEAM_APP_ID || g.1 != dir);
+        write_grants(&file, &grants, "not added")?;
+        return Err(e);
+    }
     Ok(Granted::Added)
 }
 

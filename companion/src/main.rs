@@ -212,10 +212,12 @@ fn report_up(r: &UpReport) -> bool {
     r.ok()
 }
 
-fn grant(slice_dir: Option<&Path>) {
+/// Grants games.slice to the Steam flatpak; returns false when that failed
+/// (flatpak missing is not a failure: a native Steam needs no grant).
+fn grant(slice_dir: Option<&Path>) -> bool {
     let Some(dir) = slice_dir else {
-        log::warn("games.slice has no cgroup yet; nothing granted to the Steam flatpak");
-        return;
+        log::error("games.slice has no cgroup; nothing granted to the Steam flatpak");
+        return false;
     };
     match flatpak::grant(dir) {
         Ok(flatpak::Granted::Added) => log::info(&format!(
@@ -225,10 +227,14 @@ fn grant(slice_dir: Option<&Path>) {
         )),
         Ok(_) => {}
         // No flatpak at all: nothing to do for a native Steam.
-        Err(flatpak::FlatpakError::Missing(_)) => return,
-        Err(e) => log::warn(&format!("flatpak grant: {e}")),
+        Err(flatpak::FlatpakError::Missing(_)) => return true,
+        Err(e) => {
+            log::error(&format!("flatpak grant: {e}"));
+            return false;
+        }
     }
     warn_blind(dir);
+    true
 }
 
 /// Warns about running Steam sandboxes that started before `dir` existed.
@@ -288,9 +294,9 @@ fn run_cli(cli: Cli) -> anyhow::Result<i32> {
             let mgr = UserManager::connect()?;
             let mi = mountinfo()?;
             let r = lifecycle::up(&mgr, &config, &mi, &mut NetdLink::default());
-            let ok = report_up(&r);
+            let mut ok = report_up(&r);
             if !u.no_flatpak {
-                grant(r.slice_dir.as_deref());
+                ok &= grant(r.slice_dir.as_deref());
             }
             if u.watch {
                 lifecycle::watch(&mgr, &path, &mi)?;
@@ -321,7 +327,7 @@ fn run_cli(cli: Cli) -> anyhow::Result<i32> {
                             println!("revoked flatpak grant of {}", p.display());
                         }
                     }
-                    Err(flatpak::FlatpakError::Missing(_)) => {}
+                    // Only reported when there was a grant to take back.
                     Err(e) => {
                         ok = false;
                         log::error(&e.to_string());

@@ -184,3 +184,69 @@ echo "recorded_after=$(cat $HOME/.local/state/cgsplit/flatpak-grants | wc -l)"
     assert_eq!(get("override_after"), format!("!{slice};"));
     assert_eq!(get("recorded_after"), "0");
 }
+
+#[test]
+fn unwritable_override_and_missing_flatpak_get_clear_messages() {
+    let Some(bed) = Testbed::or_skip() else {
+        return;
+    };
+    if !Kit::available_or_skip() {
+        return;
+    }
+    cgsplit_tests::bins::bin("cgsplit");
+    let out = bed.run_sh(
+        r#"
+        C="$CGSPLIT_BIN/cgsplit"
+        mkdir -p $HOME/.config/cgsplit && printf '[games.620]\n' > $HOME/.config/cgsplit/config.toml
+        REC=$HOME/.local/state/cgsplit/flatpak-grants
+        # The override directory cannot be written: `up` fails loudly, the
+        # game is still provisioned, nothing is recorded as granted.
+        mkdir -p $HOME/.local/share/flatpak/overrides && chmod 500 $HOME/.local/share/flatpak/overrides
+        "$C" up >/dev/null 2>$HOME/e1; echo "up1=$?"
+        echo "e1=$(grep error: $HOME/e1)"
+        echo "game=$(systemctl --user is-active cgsplit-620.scope)"
+        echo "recorded1=$(cat $REC 2>/dev/null | wc -l)"
+        chmod 700 $HOME/.local/share/flatpak/overrides
+        "$C" up >/dev/null 2>&1; echo "up2=$?"
+        echo "recorded2=$(cat $REC | wc -l)"
+        # No flatpak on PATH: `up` needs no grant (a native Steam); a recorded
+        # grant that cannot be revoked is an error.
+        mkdir $HOME/bin; for t in systemctl busctl; do ln -s "$(command -v $t)" $HOME/bin/; done
+        PATH=$HOME/bin "$C" up >/dev/null 2>$HOME/e3; echo "up3=$?"
+        echo "e3=$(cat $HOME/e3)"
+        PATH=$HOME/bin "$C" down --revoke >/dev/null 2>$HOME/e4; echo "down4=$?"
+        echo "e4=$(grep error: $HOME/e4)"
+        "#,
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let diag = format!(
+        "stdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let get = |k: &str| -> String {
+        stdout
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .find(|(kk, _)| *kk == k)
+            .map(|(_, v)| v.to_owned())
+            .unwrap_or_else(|| panic!("no {k}=\n{diag}"))
+    };
+    assert_eq!(get("up1"), "1", "{diag}");
+    let e1 = get("e1");
+    assert!(
+        e1.starts_with("cgsplit: error: flatpak grant: `flatpak --user override --filesystem=/sys/fs/cgroup/user.slice/")
+            && e1.contains(&format!("/games.slice {APP}` failed (exit status: 1): ")),
+        "{e1}"
+    );
+    assert_eq!(get("game"), "active", "{diag}");
+    assert_eq!(get("recorded1"), "0", "a failed grant is not recorded");
+    assert_eq!(get("up2"), "0", "{diag}");
+    assert_eq!(get("recorded2"), "1");
+    assert_eq!(get("up3"), "0", "{diag}");
+    assert_eq!(get("e3"), "", "no flatpak: nothing to grant, nothing said");
+    assert_eq!(get("down4"), "1", "{diag}");
+    assert!(
+        get("e4").starts_with("cgsplit: error: flatpak is not installed (no `flatpak` on PATH): "),
+        "{diag}"
+    );
+}
