@@ -326,6 +326,9 @@ fn finish(
     let want = game.network.to_string();
     let recorded = recorded_policy(&dir);
     if game.network.is_restricted() {
+        // A new scope has no xattr, so every creation and recreation asks
+        // the helper. On a reused scope the helper's xattr (set only after
+        // it attached) saves a round trip; Restrict is idempotent anyway.
         if recorded.as_deref() != Some(want.as_str()) {
             let confirmed = netd.get().and_then(|n| n.restrict(&control_group, &want));
             if let Err(source) = confirmed {

@@ -226,6 +226,7 @@ pub fn watch(mgr: &UserManager, config_path: &Path, mountinfo: &str) -> Result<(
                 )),
             });
         }
+        reap_keepers();
         if is_paused() {
             continue;
         }
@@ -257,6 +258,18 @@ pub fn watch(mgr: &UserManager, config_path: &Path, mountinfo: &str) -> Result<(
                 Ok(_) => {}
                 Err(e) => log::warn(&format!("{}: {e}", scope_unit(app))),
             }
+        }
+    }
+}
+
+/// Reaps keepers this watcher started that have since died (their scope was
+/// stopped or they were killed), so they do not linger as zombies in a
+/// long-running watcher. The watcher has no other children.
+fn reap_keepers() {
+    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+    while let Ok(s) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+        if s == WaitStatus::StillAlive {
+            break;
         }
     }
 }

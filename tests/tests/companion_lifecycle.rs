@@ -217,6 +217,11 @@ fn watcher_recreates_a_scope_whose_keeper_was_killed_and_applies_config_changes(
         echo "k2=$K2"
         echo "state=$(systemctl --user is-active cgsplit-620.scope)"
         echo "weight=$(systemctl --user show -P CPUWeight cgsplit-620.scope)"
+        # The second keeper is the watcher's own child: once it is killed and
+        # replaced, the watcher has reaped it (no zombie left in /proc).
+        K1=$K2; kill -9 $K2
+        echo "tries3=$(wait_for recreated)"
+        echo "zombie=$(test -e /proc/$K1 && cat /proc/$K1/stat | cut -d' ' -f3 || echo gone)"
         printf '[games.620]\ncpu_weight = 70\n' > "$CFG"
         changed() { [ "$(systemctl --user show -P CPUWeight cgsplit-620.scope)" = 70 ]; }
         echo "tries2=$(wait_for changed)"
@@ -237,6 +242,12 @@ fn watcher_recreates_a_scope_whose_keeper_was_killed_and_applies_config_changes(
     assert_ne!(get(&v, "k1", &out), get(&v, "k2", &out));
     assert_eq!(get(&v, "state", &out), "active");
     assert_eq!(get(&v, "weight", &out), "50", "recreated with its limits");
+    assert!(
+        get(&v, "tries3", &out).parse::<u32>().unwrap() < 200,
+        "{}",
+        show(&out)
+    );
+    assert_eq!(get(&v, "zombie", &out), "gone", "{}", show(&out));
     let tries2: u32 = get(&v, "tries2", &out).parse().unwrap();
     assert!(tries2 < 200, "config change not applied\n{}", show(&out));
     assert_eq!(get(&v, "weight2", &out), "70");
