@@ -580,11 +580,31 @@ pub fn update_at(
     drop(doc);
     let new = vdf::checked_apply(src, &edit)?;
     let want = [&b"\""[..], &lex::escape(value.as_bytes()), b"\""].concat();
-    // An existing token keeps its own escapes, so compare decoded values.
-    let now = match read_at(&new, kp)? {
-        Some(c) if c.value == value => c,
-        _ => return Err(LocalConfigError::ReadBack { path }),
+    // Read the value back. A replaced value token: `checked_apply` proved
+    // every token outside it unchanged, so the key path still leads to the
+    // token that starts where the old one did; lex just that one. An
+    // insertion: look the key up again in the whole new file.
+    let now = if old.is_some() {
+        let at = edit.span.start;
+        let tok = lex::Lexer::at(&new, at)
+            .next()
+            .and_then(Result::ok)
+            .filter(|t| t.kind == lex::TokenKind::Quoted && t.span.end == at + edit.bytes.len());
+        match tok {
+            Some(t) => Current {
+                value: String::from_utf8_lossy(&lex::decode(&new, &t).bytes).into_owned(),
+                token: new[t.span].to_vec(),
+                path: path.clone(),
+            },
+            None => return Err(LocalConfigError::ReadBack { path }),
+        }
+    } else {
+        read_at(&new, kp)?.ok_or_else(|| LocalConfigError::ReadBack { path: path.clone() })?
     };
+    // An existing token keeps its own escapes, so compare decoded values.
+    if now.value != value {
+        return Err(LocalConfigError::ReadBack { path });
+    }
     if old.is_none() && now.token != want {
         return Err(LocalConfigError::ReadBack { path });
     }
