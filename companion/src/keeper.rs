@@ -2,7 +2,7 @@
 //! stays alive with no game running (an empty scope stops and its cgroup is
 //! deleted; systemd `scope.c` `scope_notify_cgroup_empty_event`).
 //!
-//! It is this same binary re-run as `cgsplit keeper` (argv[0] `cgsplit-keeper`
+//! It is this same binary re-run as `cgsplit keeper` (`argv[0]` `cgsplit-keeper`
 //! so `ps` shows what it is). It calls setsid(2) so it leaves the caller's
 //! session and terminal, has stdio on /dev/null and cwd `/`, and pauses until
 //! a signal kills it: systemd sends SIGTERM when the scope is stopped.
@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 
 use crate::error::Error;
 
-/// The argv[1] that turns the binary into the keeper. Not an argh subcommand,
+/// The `argv[1]` that turns the binary into the keeper. Not an argh subcommand,
 /// so it does not show in `--help`.
 pub const KEEPER_ARG: &str = "keeper";
 

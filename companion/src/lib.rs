@@ -1,14 +1,20 @@
-//! `cgsplit`: the host-side companion that gives a Steam game its own
-//! delegated systemd scope in the user's manager.
+//! `cgsplit`: the host-side companion that gives Steam games their own
+//! delegated systemd scopes in the user's manager.
 //!
-//! - `cgsplit provision --app 620` makes sure `games.slice/cgsplit-620.scope`
-//!   exists and is active, with a keeper process in `keeper/` and an empty
-//!   `game/` leaf, and prints its `ControlGroup`.
-//! - `cgsplit release --app 620` stops the scope (its keeper and any game
-//!   processes are killed by systemd; the cgroup is removed).
+//! - [`provision`] (`cgsplit provision --app 620`) makes sure
+//!   `games.slice/cgsplit-620.scope` exists and is active with the game's
+//!   limits (from `cgsplit-config`), a keeper process in `keeper/` and — once
+//!   a restricted network policy is attached by `cgsplit-netd` — an empty
+//!   `game/` leaf; [`release`] stops it.
+//! - [`lifecycle`]: `cgsplit up` / `down` / `watch` for every configured game,
+//!   plus the anchor scope that keeps `games.slice` alive.
+//! - [`status`]: the per-game table and JSON.
+//! - [`run`]: `cgsplit run -- steam …` in its own scope.
+//! - [`flatpak`]: the `games.slice` grant to the Steam flatpak.
 //!
-//! Names and layout come from [`cgsplit_core::scope`]. D-Bus is confined to
-//! [`systemd`], cgroupfs writes to [`cgroupfs`].
+//! Names and layout come from [`cgsplit_core::scope`]. The user manager's
+//! D-Bus API is confined to [`systemd`], the helper's to [`netd`], cgroupfs
+//! writes to [`cgroupfs`], log lines to [`log`].
 
 pub mod cgroupfs;
 pub mod error;

@@ -5,7 +5,7 @@
 //! BPF loader, and the bus API is the contract between the two.
 //!
 //! Fail closed: when a game's policy is restricted and the helper cannot be
-//! reached or refuses, [`crate::provision_game`] does not create the game's
+//! reached or refuses, [`crate::provision_with`] does not create the game's
 //! `game/` leaf, so the shim (started with `--network …`) refuses to start it.
 
 use cgsplit_core::policy::{NETD_BUS_NAME, NETD_INTERFACE, NETD_OBJECT_PATH};
