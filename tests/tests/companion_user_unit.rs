@@ -1,0 +1,104 @@
+//! `cgsplit-install --user-unit` against a real `systemd --user`: the
+//! shipped `cgsplit.service` is written to `~/.config/systemd/user/`,
+//! enabled through `systemctl --user enable`, starts (`cgsplit up` as
+//! ExecStartPre, then the watcher), and `--uninstall` disables and removes it,
+//! stops the scopes and revokes the flatpak grant.
+
+use std::path::Path;
+use std::process::Command;
+
+use cgsplit_tests::testbed;
+
+/// The demo Steam tree as a native install lays it out.
+fn demo_home(home: &Path) {
+    let steam = home.join(".local/share/Steam");
+    std::fs::create_dir_all(&steam).unwrap();
+    std::fs::create_dir_all(home.join(".steam")).unwrap();
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../demo/steam");
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", demo.display()))
+        .arg(&steam)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    std::os::unix::fs::symlink(&steam, home.join(".steam/root")).unwrap();
+}
+
+#[test]
+fn installer_enables_the_user_unit_and_uninstall_removes_it() {
+    let Some(bed) = testbed::Testbed::or_skip() else {
+        return;
+    };
+    let Some(shim) = testbed::static_shim_or_skip() else {
+        return;
+    };
+    cgsplit_tests::bins::bin("cgsplit");
+    cgsplit_tests::bins::bin("cgsplit-install");
+    let tmp = tempfile::Builder::new()
+        .prefix("cgsplit-unit-")
+        .tempdir()
+        .unwrap();
+    std::fs::set_permissions(
+        tmp.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let home = tmp.path().join("home");
+    demo_home(&home);
+    let out = bed.home(&home).run_sh(&format!(
+        r#"
+        U=$HOME/.config/systemd/user
+        mkdir -p $HOME/.config/cgsplit && printf '[games.620]\ncpu_weight = 77\n' > $HOME/.config/cgsplit/config.toml
+        "$CGSPLIT_BIN/cgsplit-install" --game 620 --shim {shim} --user-unit >$HOME/i.log 2>&1; echo "install=$?"
+        echo "install_log=$(grep '^cgsplit-install:' $HOME/i.log)"
+        echo "bin=$CGSPLIT_BIN"
+        echo "exec=$(grep '^ExecStart=' $U/cgsplit.service)"
+        echo "enabled=$(systemctl --user is-enabled cgsplit.service)"
+        systemctl --user start cgsplit.service; echo "start=$?"
+        echo "scope=$(systemctl --user is-active cgsplit-620.scope)"
+        echo "weight=$(systemctl --user show -P CPUWeight cgsplit-620.scope)"
+        echo "granted=$(flatpak --user override --show com.valvesoftware.Steam | sed -n 's/^filesystems=//p')"
+        "$CGSPLIT_BIN/cgsplit-install" --uninstall >$HOME/u.log 2>&1; echo "uninstall=$?"
+        echo "unit_file=$(test -e $U/cgsplit.service && echo present || echo gone)"
+        echo "wants=$(test -e $U/default.target.wants/cgsplit.service && echo present || echo gone)"
+        echo "service_after=$(systemctl --user is-active cgsplit.service)"
+        echo "scope_after=$(systemctl --user is-active cgsplit-620.scope)"
+        echo "granted_after=$(flatpak --user override --show com.valvesoftware.Steam | sed -n 's/^filesystems=//p')"
+        "#,
+        shim = testbed::sh(&shim),
+    ));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let diag = format!(
+        "stdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let get = |k: &str| -> String {
+        stdout
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .find(|(kk, _)| *kk == k)
+            .map(|(_, v)| v.to_owned())
+            .unwrap_or_else(|| panic!("no {k}=\n{diag}"))
+    };
+    assert_eq!(get("install"), "0", "{diag}");
+    assert!(
+        get("install_log").starts_with("cgsplit-install: installed and enabled "),
+        "{diag}"
+    );
+    assert_eq!(
+        get("exec"),
+        format!("ExecStart={}/cgsplit watch", get("bin"))
+    );
+    assert_eq!(get("enabled"), "enabled", "{diag}");
+    assert_eq!(get("start"), "0", "{diag}");
+    assert_eq!(get("scope"), "active", "{diag}");
+    assert_eq!(get("weight"), "77");
+    assert!(get("granted").ends_with("/games.slice;"), "{diag}");
+    assert_eq!(get("uninstall"), "0", "{diag}");
+    assert_eq!(get("unit_file"), "gone");
+    assert_eq!(get("wants"), "gone");
+    assert_eq!(get("service_after"), "inactive");
+    assert_eq!(get("scope_after"), "inactive", "{diag}");
+    assert!(get("granted_after").starts_with('!'), "revoked: {diag}");
+}
