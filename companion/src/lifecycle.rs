@@ -103,6 +103,14 @@ impl UpReport {
 pub fn up(mgr: &UserManager, config: &Config, mountinfo: &str, netd: &mut NetdLink) -> UpReport {
     set_paused(false);
     let anchor = ensure_anchor(mgr);
+    if let Err(Error::NoUserManager { .. } | Error::NoSessionBus { .. }) = anchor {
+        // Every game would fail the same way: report it once.
+        return UpReport {
+            anchor,
+            games: Vec::new(),
+            slice_dir: None,
+        };
+    }
     let slice_dir = slice_dir(mgr, mountinfo);
     let games = config
         .games()

@@ -295,7 +295,7 @@ fn run_cli(cli: Cli) -> anyhow::Result<i32> {
             let mi = mountinfo()?;
             let r = lifecycle::up(&mgr, &config, &mi, &mut NetdLink::default());
             let mut ok = report_up(&r);
-            if !u.no_flatpak {
+            if !u.no_flatpak && r.anchor.is_ok() {
                 ok &= grant(r.slice_dir.as_deref());
             }
             if u.watch {

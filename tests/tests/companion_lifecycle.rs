@@ -646,3 +646,30 @@ fn a_second_uid_can_neither_join_nor_reach_the_first_uids_scopes() {
     assert_eq!(get(&v, "a_state", &out), "active", "A's scope untouched");
     assert_eq!(get(&v, "a_game_procs", &out).trim(), "");
 }
+
+#[test]
+fn up_without_a_user_manager_is_one_line_and_starts_nothing() {
+    let Some(out) = run(r#"
+        printf '[games.620]\n[games.70]\n' > "$CFG"
+        addr=$(dbus-daemon --session --fork --print-address --address=unix:path=$XDG_RUNTIME_DIR/other-bus)
+        DBUS_SESSION_BUS_ADDRESS="$addr" "$CGSPLIT" up >$HOME/out 2>$HOME/err; echo "rc=$?"
+        echo "stdout=$(cat $HOME/out)"
+        echo "err=$(cat $HOME/err)"
+        echo "err_lines=$(grep -c '' $HOME/err)"
+        echo "keepers=$(keepers)"
+    "#) else {
+        return;
+    };
+    let v = vars(&out);
+    assert_eq!(get(&v, "rc", &out), "1", "{}", show(&out));
+    assert_eq!(get(&v, "stdout", &out), "");
+    assert_eq!(get(&v, "err_lines", &out), "1", "{}", show(&out));
+    assert!(
+        get(&v, "err", &out).starts_with(
+            "cgsplit: error: cgsplit-anchor.scope: no systemd user manager on the session bus at unix:path=/run/user/"
+        ),
+        "{}",
+        show(&out)
+    );
+    assert_eq!(get(&v, "keepers", &out).trim(), "", "no keeper left behind");
+}
