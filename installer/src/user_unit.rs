@@ -3,7 +3,8 @@
 //!
 //! The unit goes to `$XDG_CONFIG_HOME/systemd/user/cgsplit.service` (the
 //! user's own unit directory, systemd.unit(5) "User Unit Search Path"),
-//! written atomically (temp file, fsync, rename). It is enabled with
+//! written atomically (temp file, fsync, rename; a differing earlier version
+//! is kept as `cgsplit.service.cgsplit-bak`). It is enabled with
 //! `systemctl --user enable`, which links it into `default.target.wants/`;
 //! when no user manager answers (e.g. installing over ssh without a
 //! session), the same link is made directly, as `enable` would.
@@ -50,10 +51,19 @@ pub fn install(cgsplit: &Path) -> anyhow::Result<String> {
     let dir = unit_dir()?;
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let path = dir.join(UNIT);
+    let text = render(cgsplit)?;
+    // A unit the user edited is kept next to it (systemd ignores the suffix).
+    if let Ok(old) = std::fs::read_to_string(&path)
+        && old != text
+    {
+        let bak = dir.join(format!("{UNIT}.cgsplit-bak"));
+        std::fs::copy(&path, &bak)
+            .with_context(|| format!("cannot back up to {}", bak.display()))?;
+    }
     let tmp = dir.join(format!(".{UNIT}.tmp{}", std::process::id()));
     let write = || -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(render(cgsplit).map_err(std::io::Error::other)?.as_bytes())?;
+        f.write_all(text.as_bytes())?;
         f.sync_all()?;
         std::fs::rename(&tmp, &path)?;
         std::fs::File::open(&dir)?.sync_all()

@@ -50,7 +50,9 @@ fn installer_enables_the_user_unit_and_uninstall_removes_it() {
         r#"
         U=$HOME/.config/systemd/user
         mkdir -p $HOME/.config/cgsplit && printf '[games.620]\ncpu_weight = 77\n' > $HOME/.config/cgsplit/config.toml
+        mkdir -p $U && echo '# my own edit' > $U/cgsplit.service
         "$CGSPLIT_BIN/cgsplit-install" --game 620 --shim {shim} --user-unit >$HOME/i.log 2>&1; echo "install=$?"
+        echo "backup=$(cat $U/cgsplit.service.cgsplit-bak)"
         echo "install_log=$(grep '^cgsplit-install:' $HOME/i.log)"
         echo "bin=$CGSPLIT_BIN"
         echo "exec=$(grep '^ExecStart=' $U/cgsplit.service)"
@@ -90,6 +92,7 @@ fn installer_enables_the_user_unit_and_uninstall_removes_it() {
         get("exec"),
         format!("ExecStart={}/cgsplit watch", get("bin"))
     );
+    assert_eq!(get("backup"), "# my own edit", "the edited unit is kept");
     assert_eq!(get("enabled"), "enabled", "{diag}");
     assert_eq!(get("start"), "0", "{diag}");
     assert_eq!(get("scope"), "active", "{diag}");
