@@ -545,17 +545,20 @@ fn restricted_game_without_the_helper_gets_no_game_leaf() {
 
 #[test]
 fn the_shipped_user_unit_runs_up_and_keeps_watch() {
-    let unit = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../companion/systemd/cgsplit.service")
-        .canonicalize()
-        .expect("companion/systemd/cgsplit.service");
+    // Passed as text: the checkout may sit below a directory the test uid
+    // cannot search (CI clones under /root, mode 0700).
+    let unit = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../companion/systemd/cgsplit.service"),
+    )
+    .expect("companion/systemd/cgsplit.service");
     let Some(tb) = tb() else { return };
     let out = run_in(
-        tb.env("UNIT_SRC", unit.display().to_string()),
+        tb.env("UNIT_TEXT", unit),
         r#"
         printf '[games.620]\ncpu_weight = 42\n' > "$CFG"
         mkdir -p $HOME/.config/systemd/user
-        sed "s|@CGSPLIT@|$CGSPLIT|g" "$UNIT_SRC" > $HOME/.config/systemd/user/cgsplit.service
+        printf '%s\n' "$UNIT_TEXT" | sed "s|@CGSPLIT@|$CGSPLIT|g" > $HOME/.config/systemd/user/cgsplit.service
         systemctl --user daemon-reload
         systemctl --user start cgsplit.service; echo "start=$?"
         echo "service=$(systemctl --user is-active cgsplit.service)"
