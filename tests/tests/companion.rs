@@ -269,6 +269,12 @@ fn provision_resets_a_failed_scope_and_says_so() {
     // CollectMode=inactive-or-failed, stays loaded as `failed`.
     let Some(out) = run(r#"
         systemd-run --user --quiet --scope --unit=cgsplit-620.scope -p RuntimeMaxSec=200ms sleep 30 2>/dev/null
+        # systemd-run returns when sleep is killed; the unit may still be
+        # `deactivating` for a moment before it settles in `failed`.
+        for i in $(seq 100); do
+            [ "$(systemctl --user is-active cgsplit-620.scope)" = deactivating ] || break
+            sleep 0.05
+        done
         echo "before=$(systemctl --user is-active cgsplit-620.scope)"
         stdout=$("$CGSPLIT" provision --app 620 2>$HOME/err); echo "rc=$?"
         echo "stdout=$stdout"
