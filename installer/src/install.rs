@@ -16,7 +16,7 @@ use cgsplit_core::launch;
 use crate::error::{Error, Result};
 use crate::state::{self, CompatRecord, Record, State};
 use crate::steam::localconfig::{self, KeyPath};
-use crate::steam::{appinfo, compat_tool};
+use crate::steam::{appinfo, compat_tool, tools};
 use crate::steam_dir::{self, Root};
 use crate::vdf::lex;
 use crate::{elf, fsio};
@@ -199,26 +199,38 @@ fn tool_dir(root: &Path) -> PathBuf {
     root.join("compatibilitytools.d").join(compat_tool::DIR)
 }
 
-/// The files of the tool in `dir`, as they should be.
-fn tool_files(shim: &[u8]) -> Vec<(&'static str, std::borrow::Cow<'_, [u8]>, u32)> {
-    vec![
-        (
-            compat_tool::COMPATIBILITYTOOL_VDF,
-            compat_tool::compatibilitytool_vdf().into_bytes().into(),
-            0o644,
-        ),
-        (
-            compat_tool::TOOLMANIFEST_VDF,
-            compat_tool::toolmanifest_vdf().into_bytes().into(),
-            0o644,
-        ),
-        (compat_tool::SHIM, shim.into(), 0o755),
-    ]
+fn compat_dir(root: &Path) -> PathBuf {
+    root.join("compatibilitytools.d")
 }
 
-fn plan_tool(plan: &mut Plan, dir: &Path, shim: &[u8]) -> Result<()> {
+/// cgsplit's own tool directories in `root`'s `compatibilitytools.d`: the
+/// plain one and every `cgsplit-*` one whose `compatibilitytool.vdf` carries
+/// [`compat_tool::MARKER`] (so a user's own `cgsplit-foo` is never touched).
+fn own_tool_dirs(root: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(compat_dir(root))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|d| {
+            let name = d.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            (name == compat_tool::DIR || name.starts_with(&format!("{}-", compat_tool::DIR)))
+                && fs::read(d.join(compat_tool::COMPATIBILITYTOOL_VDF)).is_ok_and(|b| {
+                    memchr::memmem::find(&b, compat_tool::MARKER.as_bytes()).is_some()
+                })
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn plan_tool(
+    plan: &mut Plan,
+    dir: &Path,
+    files: Vec<(&'static str, std::borrow::Cow<'_, [u8]>, u32)>,
+) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    for (name, bytes, mode) in tool_files(shim) {
+    for (name, bytes, mode) in files {
         let path = dir.join(name);
         let meta = fs::metadata(&path).ok();
         let same_mode = meta
@@ -575,12 +587,61 @@ fn plan_install(o: &Options, appid: u32, plan: &mut Plan) -> Result<()> {
         }
     }
     let (shim_src, shim_bytes) = load_shim(o)?;
+    let mut other_entries = Vec::new();
     for r in &roots {
-        let dir = tool_dir(&r.path);
-        plan_tool(plan, &dir, &shim_bytes)?;
-        let d = utf8(&dir)?;
-        if !st.tools.contains(&d) {
-            st.tools.push(d);
+        let found = tools::find(&r.path);
+        let (entries, more) = compat_tool::entries(&found);
+        for w in found.warnings.iter().chain(&more) {
+            eprintln!("warning: {w}");
+        }
+        let before_len = plan.tool.len();
+        let mut wanted = Vec::new();
+        for e in &entries {
+            let dir = compat_dir(&r.path).join(&e.dir);
+            plan_tool(plan, &dir, e.files(&shim_bytes))?;
+            let d = utf8(&dir)?;
+            if !st.tools.contains(&d) {
+                st.tools.push(d);
+            }
+            if e.dir != compat_tool::DIR {
+                other_entries.push(format!(
+                    "  \"{}\" ({}{}): {}",
+                    e.display_name,
+                    e.dir,
+                    e.require_tool_appid
+                        .map_or(String::new(), |id| format!(", requires app {id}")),
+                    dir.display()
+                ));
+            }
+            wanted.push(dir);
+        }
+        // Entries of Protons or runtimes that are gone.
+        let recorded = st
+            .tools
+            .iter()
+            .map(PathBuf::from)
+            .filter(|d| d.parent() == Some(&compat_dir(&r.path)));
+        let stale: Vec<PathBuf> = own_tool_dirs(&r.path)
+            .into_iter()
+            .chain(recorded)
+            .filter(|d| !wanted.contains(d))
+            .fold(Vec::new(), |mut v, d| {
+                if !v.contains(&d) {
+                    v.push(d);
+                }
+                v
+            });
+        for d in &stale {
+            println!(
+                "Compatibility tool: {} is no longer wanted (its Proton or runtime is gone); removing it",
+                d.display()
+            );
+            plan_dir_removal(plan, d)?;
+            let ds = utf8(d)?;
+            st.tools.retain(|t| *t != ds);
+        }
+        if plan.tool.len() != before_len {
+            plan.restart_hint = true;
         }
     }
     let dirs = roots
@@ -599,7 +660,12 @@ fn plan_install(o: &Options, appid: u32, plan: &mut Plan) -> Result<()> {
             compat_tool::DISPLAY_NAME,
             shim_src.display()
         );
-        plan.restart_hint = true;
+    }
+    if !other_entries.is_empty() {
+        println!("Compatibility tools for Steam Linux Runtimes and Protons:");
+        for l in &other_entries {
+            println!("{l}");
+        }
     }
     if st != before {
         plan.state = Some((state_path, before, st));
@@ -808,21 +874,30 @@ fn plan_tool_removal(plan: &mut Plan, st: &mut State, dirs: &[PathBuf]) -> Resul
             continue;
         }
         st.tools.retain(|t| *t != d);
-        if !dir.exists() {
-            continue;
+        plan_dir_removal(plan, dir)?;
+    }
+    Ok(())
+}
+
+/// Plans the removal of cgsplit's files from the tool directory `dir`, then
+/// of the directory itself when nothing else is in it.
+fn plan_dir_removal(plan: &mut Plan, dir: &Path) -> Result<()> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    for name in compat_tool::FILES {
+        let path = dir.join(name);
+        if let Some(old) = fsio::read_if_exists(&path)? {
+            plan.tool.push(Change {
+                path,
+                old: Some(old),
+                new: None,
+                kind: Kind::Own(0),
+            });
         }
-        for (name, _, _) in tool_files(&[]) {
-            let path = dir.join(name);
-            if let Some(old) = fsio::read_if_exists(&path)? {
-                plan.tool.push(Change {
-                    path,
-                    old: Some(old),
-                    new: None,
-                    kind: Kind::Own(0),
-                });
-            }
-        }
-        plan.tool_dirs_to_remove.push(dir.clone());
+    }
+    if !plan.tool_dirs_to_remove.iter().any(|d| d == dir) {
+        plan.tool_dirs_to_remove.push(dir.to_path_buf());
     }
     Ok(())
 }
@@ -888,7 +963,18 @@ fn plan_remove(o: &Options, appid: u32, plan: &mut Plan) -> Result<()> {
         }
         st.compat
             .retain(|r| !(r.root == root_s && r.appid == appid));
-        plan_tool_removal(plan, &mut st, &[tool_dir(root)])?;
+        let mut dirs = own_tool_dirs(root);
+        let recorded = st
+            .tools
+            .iter()
+            .map(PathBuf::from)
+            .filter(|d| d.parent() == Some(&compat_dir(root)));
+        for d in recorded {
+            if !dirs.contains(&d) {
+                dirs.push(d);
+            }
+        }
+        plan_tool_removal(plan, &mut st, &dirs)?;
     }
     if st != before {
         plan.state = Some((state_path, before, st));
@@ -922,9 +1008,10 @@ fn plan_uninstall(o: &Options, plan: &mut Plan) -> Result<()> {
     let mut dirs: Vec<PathBuf> = st.tools.iter().map(PathBuf::from).collect();
     if let Ok(found) = steam_dir::discover(&o.steam_roots, &o.home, o.data_dir.as_deref()) {
         for r in found {
-            let d = tool_dir(&r.path);
-            if !dirs.contains(&d) && d.exists() {
-                dirs.push(d);
+            for d in own_tool_dirs(&r.path) {
+                if !dirs.contains(&d) {
+                    dirs.push(d);
+                }
             }
         }
     }

@@ -5,3 +5,4 @@ pub mod appmanifest;
 pub mod compat_tool;
 pub mod localconfig;
 pub mod loginusers;
+pub mod tools;
