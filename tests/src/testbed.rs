@@ -15,10 +15,14 @@
 //! may run in parallel. The script runs as the test uid (by default the system
 //! user `cgsplit-test`), from a leaf cgroup inside `user@<uid>.service`, with
 //! `HOME`, `USER`, `XDG_RUNTIME_DIR`, `DBUS_SESSION_BUS_ADDRESS`, `PATH` and
-//! every [`Testbed::env`] set; `$TESTBED_UID` holds the uid. Its working
+//! every [`Testbed::env`] set; `$TESTBED_UID` holds the uid, `$TESTBED_SHARED`
+//! a directory (mode 1777) every process of the run can write. Its working
 //! directory is `$HOME` (by default a fresh directory on the run's private
 //! `/run`, so scratch files there cannot collide between parallel tests);
 //! pass absolute paths.
+//!
+//! [`Testbed::second_sh`] adds a second uid with its own user manager, running
+//! its own script at the same time (two users on one machine).
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -81,6 +85,9 @@ pub struct Testbed {
     system_bus_config: Option<PathBuf>,
     root_daemons: Vec<String>,
     net: bool,
+    second_user: bool,
+    uid2: Option<u32>,
+    second_sh: Option<String>,
 }
 
 impl Testbed {
@@ -98,6 +105,9 @@ impl Testbed {
             system_bus_config: None,
             root_daemons: Vec::new(),
             net: false,
+            second_user: false,
+            uid2: None,
+            second_sh: None,
         }
     }
 
@@ -160,8 +170,10 @@ impl Testbed {
     /// Run `script` (`/bin/sh -c`) as root in the background, in its own
     /// cgroup under `system.slice`, after the system bus and before the user
     /// manager; it is killed when the command is done. Repeatable. It sees
-    /// `PATH`, `DBUS_SYSTEM_BUS_ADDRESS`, `CGSPLIT_BIN`, `CGSPLIT_SHIM` and
-    /// every [`Testbed::env`]; its output goes to the testbed's stdout/stderr.
+    /// `PATH`, `DBUS_SYSTEM_BUS_ADDRESS`, `CGSPLIT_BIN`, `CGSPLIT_SHIM`,
+    /// `TESTBED_SHARED`, `TESTBED_UID1` (and `TESTBED_UID2`, see
+    /// [`Testbed::second_sh`]) and every [`Testbed::env`]; its output goes to
+    /// the testbed's stdout/stderr.
     pub fn root_daemon(mut self, script: impl Into<String>) -> Self {
         self.root_daemons.push(script.into());
         self
@@ -170,6 +182,43 @@ impl Testbed {
     /// Run in a private network namespace (only `lo`, brought up).
     pub fn net(mut self) -> Self {
         self.net = true;
+        self
+    }
+
+    /// Also boot a second, independent user manager for a second uid (the
+    /// system user `cgsplit-test2`, created if missing): its own
+    /// `user@<uid2>.service`, `/run/user/<uid2>`, home and `systemd --user`.
+    /// Costs one more manager start, so only when asked.
+    pub fn second_user(mut self) -> Self {
+        self.second_user = true;
+        self
+    }
+
+    /// Use `uid` (it needs an `/etc/passwd` entry) as the second user instead
+    /// of `cgsplit-test2`; implies [`Testbed::second_user`].
+    pub fn uid2(mut self, uid: u32) -> Self {
+        self.second_user = true;
+        self.uid2 = Some(uid);
+        self
+    }
+
+    /// Run `script` (`/bin/sh -c`) as the second uid, from its own client
+    /// leaf `user@<uid2>.service/app.slice/cgsplit-testbed` with its own
+    /// `HOME`, `XDG_RUNTIME_DIR` and `DBUS_SESSION_BUS_ADDRESS`, concurrently
+    /// with the [`Testbed::run_sh`] script; implies [`Testbed::second_user`].
+    ///
+    /// The two synchronise through files in `$TESTBED_SHARED` (mode 1777,
+    /// also visible to root daemons); both see `$TESTBED_UID1`,
+    /// `$TESTBED_UID2` and `$TESTBED_UID` (their own uid). The second's
+    /// stdout and stderr go to `$TESTBED_SHARED/second.out` and `second.err`,
+    /// its exit code to `second.rc` once it has exited. The run waits for both
+    /// (the second is killed 10 s after the first ended), then appends the
+    /// second's stdout and stderr to the [`Output`]'s, each line prefixed
+    /// `second: `. The exit status is the first script's, or the second's
+    /// when the first's is 0.
+    pub fn second_sh(mut self, script: impl Into<String>) -> Self {
+        self.second_user = true;
+        self.second_sh = Some(script.into());
         self
     }
 
@@ -201,6 +250,15 @@ impl Testbed {
         if self.net {
             c.arg("--net");
         }
+        if self.second_user {
+            c.arg("--second-user");
+        }
+        if let Some(u) = self.uid2 {
+            c.arg("--uid2").arg(u.to_string());
+        }
+        if let Some(s) = &self.second_sh {
+            c.arg("--second-cmd").arg(s);
+        }
         c.arg("--").arg(program);
         c.args(args);
         c
@@ -211,8 +269,7 @@ impl Testbed {
     /// diagnostics are on stderr, prefixed `cgsplit-testbed:`; exit 125 means
     /// the testbed itself failed).
     pub fn run_sh(&self, script: &str) -> Output {
-        let script = format!("TESTBED_UID=$(id -u); export TESTBED_UID\n{script}");
-        self.command("/bin/sh", &["-c", &script])
+        self.command("/bin/sh", &["-c", script])
             .stdin(Stdio::null())
             .output()
             .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.exe.display()))

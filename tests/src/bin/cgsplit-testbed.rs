@@ -1,7 +1,9 @@
 //! `cgsplit-testbed`: run one command as an unprivileged uid under a private,
 //! real `systemd --user` (root only). Exit status: the command's (128 + signal
 //! if it was killed); 125 when the testbed itself failed. CMD runs with its
-//! working directory at `$HOME`, so give it absolute paths.
+//! working directory at `$HOME`, so give it absolute paths. With
+//! `--second-cmd` a second uid runs a script under its own user manager,
+//! concurrently (see `cgsplit_tests::runner::inner`).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -46,6 +48,16 @@ struct Args {
     /// also unshare the network namespace (only lo, up)
     #[argh(switch)]
     net: bool,
+    /// also boot a second user manager for a second uid (--uid2; default: the system user cgsplit-test2, created if missing)
+    #[argh(switch)]
+    second_user: bool,
+    /// the second uid (with --second-user); must be in /etc/passwd and differ from --uid
+    #[argh(option)]
+    uid2: Option<u32>,
+    /// shell script run as the second uid concurrently with CMD (implies --second-user); its stdout/stderr
+    /// follow CMD's, lines prefixed "second: "; $TESTBED_SHARED is a directory both can write
+    #[argh(option)]
+    second_cmd: Option<String>,
     /// internal: run as PID 1 of the namespaces
     #[argh(switch, hidden_help)]
     inner: bool,
@@ -89,6 +101,9 @@ fn run(a: Args) -> anyhow::Result<i32> {
         system_bus_config: a.system_bus_config,
         root_daemons: a.root_daemon,
         net: a.net,
+        second_user: a.second_user || a.second_cmd.is_some() || a.uid2.is_some(),
+        uid2: a.uid2,
+        second_cmd: a.second_cmd,
         cmd: a.cmd.into_iter().map(Into::into).collect(),
     };
     Ok(if a.inner {

@@ -13,6 +13,13 @@
 //!   manager answers on the session bus, runs the command as the uid from the
 //!   leaf `user@<uid>.service/app.slice/cgsplit-testbed`, then stops systemd.
 //!
+//! With [`Config::second_user`] the inner half does the same for a second
+//! uid (the system user [`TEST_USER2`]): its own `user@<uid2>.service`
+//! cgroup, `/run/user/<uid2>`, home and `systemd --user`, and runs
+//! [`Config::second_cmd`] as that uid from its own client leaf, concurrently
+//! with the command. See [`inner`] for how the two synchronise and where the
+//! second command's output goes.
+//!
 //! Recipe and the pitfalls it avoids: `shared/reference/TEST-ENVIRONMENT.md`.
 
 pub mod inner;
@@ -26,6 +33,15 @@ use std::time::Duration;
 
 /// Name of the system user created (if missing) and used when no `--uid` is given.
 pub const TEST_USER: &str = "cgsplit-test";
+
+/// Name of the second system user, created (if missing) for
+/// [`Config::second_user`] when no `--uid2` is given.
+pub const TEST_USER2: &str = "cgsplit-test2";
+
+/// A directory on the run's private `/run`, mode 1777, that every process of
+/// the run can write (`$TESTBED_SHARED`): how the command, the second
+/// command and root daemons hand each other files and readiness markers.
+pub const SHARED_DIR: &str = "/run/cgsplit-testbed-shared";
 
 /// Prefix of the per-run cgroup under the host's cgroup2 mount.
 pub const RUN_CGROUP_PREFIX: &str = "cgsplit-testbed-";
@@ -75,6 +91,14 @@ pub struct Config {
     pub root_daemons: Vec<String>,
     /// Also unshare the network namespace (only `lo`, brought up).
     pub net: bool,
+    /// Also run a second user manager for a second uid: `uid2`, or (outer
+    /// only, when `None`) the [`TEST_USER2`] system user.
+    pub second_user: bool,
+    /// The second uid (see [`Config::second_user`]); must differ from `uid`.
+    pub uid2: Option<u32>,
+    /// A shell script (`/bin/sh -c`) run as the second uid, concurrently
+    /// with the command (implies [`Config::second_user`]).
+    pub second_cmd: Option<String>,
     /// The command and its arguments.
     pub cmd: Vec<OsString>,
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use super::{Config, Error, RUN_CGROUP_PREFIX, TEST_USER, exit_code, sys};
+use super::{Config, Error, RUN_CGROUP_PREFIX, TEST_USER, TEST_USER2, exit_code, sys};
 
 /// The host's cgroup2 mount whose root is the whole hierarchy (`/`), from
 /// mountinfo `text`: `/sys/fs/cgroup/unified` on hybrid hosts, `/sys/fs/cgroup` on pure v2.
@@ -51,30 +51,25 @@ pub fn run(cfg: &Config) -> Result<i32, Error> {
     if let Some(r) = unsupported_reason() {
         return Err(Error::Unsupported(r));
     }
-    let uid = match cfg.uid {
-        // dbus-daemon refuses to run for a uid without a passwd entry ("Could
-        // not get password database information for UID of current process").
-        Some(u)
-            if sys::find_account(
-                &fs::read_to_string("/etc/passwd").unwrap_or_default(),
-                &|a| a.uid == u,
-            )
-            .is_none() =>
-        {
+    let uid = resolve_uid(cfg.uid, TEST_USER)?;
+    let uid2 = if cfg.second_user || cfg.second_cmd.is_some() {
+        let u2 = resolve_uid(cfg.uid2, TEST_USER2)?;
+        if u2 == uid {
             return Err(Error::User {
-                user: u.to_string(),
-                detail: "no /etc/passwd entry for this uid; dbus-daemon (the session bus) refuses to run without one".into(),
+                user: u2.to_string(),
+                detail: "the second user must be a different uid than the first (--uid2)".into(),
             });
         }
-        Some(u) => u,
-        None => sys::ensure_system_user(TEST_USER)?.uid,
+        Some(u2)
+    } else {
+        None
     };
     let mi = fs::read_to_string("/proc/self/mountinfo")
         .map_err(Error::io("read", "/proc/self/mountinfo"))?;
     let mount = cgroup2_root_mount(&mi).expect("checked by unsupported_reason");
     let cg = mount.join(format!("{RUN_CGROUP_PREFIX}{}", std::process::id()));
     fs::create_dir(&cg).map_err(Error::io("create cgroup", &cg))?;
-    let result = run_in(cfg, uid, &cg);
+    let result = run_in(cfg, uid, uid2, &cg);
     let cleanup = sys::remove_cgroup_tree(&cg, Duration::from_secs(5));
     if cfg.verbose {
         eprintln!("cgsplit-testbed: total {} ms", t0.elapsed().as_millis());
@@ -84,7 +79,30 @@ pub fn run(cfg: &Config) -> Result<i32, Error> {
     Ok(code)
 }
 
-fn run_in(cfg: &Config, uid: u32, cg: &Path) -> Result<i32, Error> {
+/// `uid` if it has a passwd entry, or the system user `default` (created if
+/// missing) when `uid` is `None`.
+fn resolve_uid(uid: Option<u32>, default: &str) -> Result<u32, Error> {
+    match uid {
+        // dbus-daemon refuses to run for a uid without a passwd entry ("Could
+        // not get password database information for UID of current process").
+        Some(u)
+            if sys::find_account(
+                &fs::read_to_string("/etc/passwd").unwrap_or_default(),
+                &|a| a.uid == u,
+            )
+            .is_none() =>
+        {
+            Err(Error::User {
+                user: u.to_string(),
+                detail: "no /etc/passwd entry for this uid; dbus-daemon (the session bus) refuses to run without one".into(),
+            })
+        }
+        Some(u) => Ok(u),
+        None => Ok(sys::ensure_system_user(default)?.uid),
+    }
+}
+
+fn run_in(cfg: &Config, uid: u32, uid2: Option<u32>, cg: &Path) -> Result<i32, Error> {
     let exe = std::env::current_exe().map_err(Error::io("locate", "/proc/self/exe"))?;
     let procs = sys::open_procs(cg)?;
     let mut cmd = sys::command_in("unshare", procs, None);
@@ -132,6 +150,12 @@ fn run_in(cfg: &Config, uid: u32, cg: &Path) -> Result<i32, Error> {
     }
     if cfg.net {
         cmd.arg("--net");
+    }
+    if let Some(u2) = uid2 {
+        cmd.arg("--second-user").arg("--uid2").arg(u2.to_string());
+    }
+    if let Some(s) = &cfg.second_cmd {
+        cmd.arg("--second-cmd").arg(s);
     }
     cmd.arg("--").args(&cfg.cmd);
     cmd.stdin(Stdio::inherit());
