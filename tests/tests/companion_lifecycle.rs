@@ -588,66 +588,222 @@ fn the_shipped_user_unit_runs_up_and_keeps_watch() {
     assert_eq!(get(&v, "scope2", &out), "active");
 }
 
+/// `APP SCOPE STATE PIDS …` rows (first column numeric) of a `cgsplit
+/// status` table printed between `<tag>_begin` and `<tag>_end` lines (the
+/// second uid's lines carry the testbed's `second: ` prefix).
+fn table_rows(out: &Output, tag: &str) -> Vec<Vec<String>> {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let (begin, end) = (format!("{tag}_begin"), format!("{tag}_end"));
+    stdout
+        .lines()
+        .map(|l| l.strip_prefix("second: ").unwrap_or(l))
+        .skip_while(|l| *l != begin)
+        .skip(1)
+        .take_while(|l| *l != end)
+        .filter(|l| {
+            l.split_whitespace()
+                .next()
+                .is_some_and(|c| c.parse::<u32>().is_ok())
+        })
+        .map(|l| l.split_whitespace().map(str::to_owned).collect())
+        .collect()
+}
+
 #[test]
-fn a_second_uid_can_neither_join_nor_reach_the_first_uids_scopes() {
-    // The testbed runs one user manager; a second, unprivileged uid (61999,
-    // no passwd entry needed) is played by a root daemon dropping to it with
-    // setpriv once the first uid's scope exists. It must not be able to move
-    // a process into A's game leaf (the scope is A's: Delegate=yes chowned
-    // it), nor talk to A's user manager (A's bus socket), so neither
-    // `status` nor `down` can act on A's scopes.
+fn two_uids_each_up_twice_see_only_their_own_scopes_and_cannot_touch_the_others() {
+    // Two unprivileged uids (cgsplit-test and cgsplit-test2, created if
+    // absent), each with its own systemd --user, run concurrently and take
+    // turns through marker files in $TESTBED_SHARED:
+    //   A: up, up (620, CPUWeight 300), a game process in its leaf → a-up
+    //   B: up, up (620 CPUWeight 50, 400) → b-up; tries A's leaf and bus
+    //   A: status while B's scopes run → a-status
+    //   B: status, down → b-down
+    //   A: its scope, keeper and game process are untouched; status again.
     let Some(tb) = tb() else { return };
-    let out = run_in(
-        tb.root_daemon(
-            r#"R=/run/cgsplit-testbed-home/a-ready
-            for i in $(seq 200); do [ -s $R ] && break; sleep 0.05; done
-            A=$(cat $R)
-            S=/sys/fs/cgroup/user.slice/user-$A.slice/user@$A.service/games.slice/cgsplit-620.scope
-            B="setpriv --reuid=61999 --regid=61999 --clear-groups"
-            BUS="DBUS_SESSION_BUS_ADDRESS=unix:path=/run/user/$A/bus"
-            {
-              echo "b_uid=$($B id -u)"
-              o=$($B sh -c "echo \$\$ > $S/game/cgroup.procs" 2>&1); r=$?; echo "b_join=$(echo $o) rc=$r"
-              o=$($B env $BUS HOME=/tmp "$CGSPLIT_BIN/cgsplit" status 2>&1); r=$?; echo "b_status=$(echo $o) rc=$r"
-              o=$($B env $BUS HOME=/tmp "$CGSPLIT_BIN/cgsplit" down 2>&1); r=$?; echo "b_down=$(echo $o) rc=$r"
-            } > /run/b-result.tmp
-            mv /run/b-result.tmp /run/b-result"#,
-        ),
+    let second = format!(
+        "{PRELUDE}\n{}",
         r#"
-        printf '[games.620]\n' > "$CFG"
-        "$CGSPLIT" up --no-flatpak >/dev/null 2>&1; echo "up=$?"
-        echo "$TESTBED_UID" > $HOME/a-ready
-        echo "tries=$(wait_for test -e /run/b-result)"
-        cat /run/b-result
-        echo "a_state=$(systemctl --user is-active cgsplit-620.scope)"
-        echo "a_game_procs=$(procs $(scope_dir 620)/game)"
-    "#,
+        mark() { : > "$TESTBED_SHARED/$1"; }
+        echo "b_wait_a=$(wait_for test -e $TESTBED_SHARED/a-up)"
+        printf '[games.620]\ncpu_weight = 50\n[games.400]\n' > "$CFG"
+        "$CGSPLIT" up --no-flatpak >$HOME/up1 2>&1; echo "b_up1=$?"
+        inv1=$(systemctl --user show -P InvocationID cgsplit-620.scope cgsplit-400.scope | tr '\n' ' ')
+        keep1="$(procs $(scope_dir 620)/keeper) $(procs $(scope_dir 400)/keeper)"
+        "$CGSPLIT" up --no-flatpak >$HOME/up2 2>&1; echo "b_up2=$?"
+        echo "b_up1_out=$(sort $HOME/up1 | tr '\n' '|')"
+        echo "b_up2_out=$(sort $HOME/up2 | tr '\n' '|')"
+        echo "b_same_units=$([ "$inv1" = "$(systemctl --user show -P InvocationID cgsplit-620.scope cgsplit-400.scope | tr '\n' ' ')" ] && echo yes)"
+        echo "b_same_keepers=$([ "$keep1" = "$(procs $(scope_dir 620)/keeper) $(procs $(scope_dir 400)/keeper)" ] && echo yes)"
+        echo "b_units=$(systemctl --user list-units --all --no-legend --plain 'cgsplit-*' | awk '{print $1}' | sort | tr '\n' ' ')"
+        mark b-up
+        # A's game leaf is A's (Delegate=yes chowned it to A): no way in.
+        A_S=/sys/fs/cgroup/user.slice/user-$TESTBED_UID1.slice/user@$TESTBED_UID1.service/games.slice/cgsplit-620.scope
+        o=$(sh -c "echo \$\$ > $A_S/game/cgroup.procs" 2>&1); r=$?; echo "b_join=$(echo $o) rc=$r"
+        o=$(sh -c "echo \$\$ > $A_S/cgroup.procs" 2>&1); r=$?; echo "b_join_scope=$(echo $o) rc=$r"
+        # A's session bus (so A's manager) is closed to B.
+        o=$(DBUS_SESSION_BUS_ADDRESS=unix:path=/run/user/$TESTBED_UID1/bus "$CGSPLIT" down 2>&1); r=$?; echo "b_down_a=$(echo $o) rc=$r"
+        echo "b_wait_status=$(wait_for test -e $TESTBED_SHARED/a-status)"
+        "$CGSPLIT" status >$HOME/table 2>&1; echo "b_status=$?"
+        echo "b_table_begin"; cat $HOME/table; echo "b_table_end"
+        "$CGSPLIT" down >$HOME/down 2>&1; echo "b_down=$?"
+        echo "b_down_out=$(sort $HOME/down | tr '\n' '|')"
+        echo "b_units_after=$(systemctl --user list-units --all --no-legend 'cgsplit-*' | wc -l)"
+        mark b-down
+        "#
+    );
+    let out = run_in(
+        tb.second_sh(second),
+        r#"
+        mark() { : > "$TESTBED_SHARED/$1"; }
+        printf '[games.620]\ncpu_weight = 300\n' > "$CFG"
+        "$CGSPLIT" up --no-flatpak >$HOME/up1 2>&1; echo "a_up1=$?"
+        inv1=$(systemctl --user show -P InvocationID cgsplit-620.scope)
+        S=$(scope_dir 620)
+        keep1=$(procs $S/keeper)
+        "$CGSPLIT" up --no-flatpak >$HOME/up2 2>&1; echo "a_up2=$?"
+        echo "a_up1_out=$(sort $HOME/up1 | tr '\n' '|')"
+        echo "a_up2_out=$(sort $HOME/up2 | tr '\n' '|')"
+        echo "a_same_units=$([ "$inv1" = "$(systemctl --user show -P InvocationID cgsplit-620.scope)" ] && echo yes)"
+        echo "a_same_keepers=$([ "$keep1" = "$(procs $S/keeper)" ] && echo yes)"
+        sh -c 'echo 0 > '"$S"'/game/cgroup.procs; exec sleep 60' & G=$!
+        wait_for grep -q . $S/game/cgroup.procs >/dev/null
+        mark a-up
+        echo "a_wait_b=$(wait_for test -e $TESTBED_SHARED/b-up)"
+        "$CGSPLIT" status >$HOME/table 2>&1; echo "a_status=$?"
+        echo "a_table_begin"; cat $HOME/table; echo "a_table_end"
+        echo "a_units=$(systemctl --user list-units --all --no-legend --plain 'cgsplit-*' | awk '{print $1}' | sort | tr '\n' ' ')"
+        mark a-status
+        echo "a_wait_down=$(wait_for test -e $TESTBED_SHARED/b-down)"
+        echo "a_state=$(systemctl --user is-active cgsplit-620.scope cgsplit-anchor.scope | tr '\n' ' ')"
+        echo "a_same_unit_after=$([ "$inv1" = "$(systemctl --user show -P InvocationID cgsplit-620.scope)" ] && echo yes)"
+        echo "a_same_keeper_after=$([ "$keep1" = "$(procs $S/keeper)" ] && echo yes)"
+        echo "a_game_after=$([ "$(procs $S/game)" = "$G " ] && echo yes)"
+        "$CGSPLIT" status >$HOME/table2 2>&1; echo "a_status2=$?"
+        echo "a_table2_begin"; cat $HOME/table2; echo "a_table2_end"
+        kill $G
+        "$CGSPLIT" down >/dev/null 2>&1
+        "#,
     );
     let v = vars(&out);
-    assert_eq!(get(&v, "up", &out), "0", "{}", show(&out));
+    let b = |k: &str| get(&v, &format!("second: {k}"), &out).to_owned();
+    let ua: u32 = get(&v, "uid", &out).parse().unwrap();
+    let ub: u32 = b("uid").parse().unwrap();
+    assert!(out.status.success(), "{}", show(&out));
     assert!(
-        get(&v, "tries", &out).parse::<u32>().unwrap() < 200,
+        ua != 0 && ub != 0 && ua != ub,
+        "two unprivileged uids: {ua}, {ub}"
+    );
+    for (k, val) in [
+        ("a_wait_b", get(&v, "a_wait_b", &out).to_owned()),
+        ("a_wait_down", get(&v, "a_wait_down", &out).to_owned()),
+        ("b_wait_a", b("b_wait_a")),
+        ("b_wait_status", b("b_wait_status")),
+    ] {
+        assert!(
+            val.parse::<u32>().unwrap() < 200,
+            "{k} timed out\n{}",
+            show(&out)
+        );
+    }
+    let cg = |uid, app| scope::scope_cgroup(uid, AppId::new(app).unwrap());
+
+    // Both `up` twice: the second creates nothing and keeps the same units and keepers.
+    assert_eq!(get(&v, "a_up1", &out), "0", "{}", show(&out));
+    assert_eq!(get(&v, "a_up2", &out), "0", "{}", show(&out));
+    assert_eq!(b("b_up1"), "0", "{}", show(&out));
+    assert_eq!(b("b_up2"), "0", "{}", show(&out));
+    assert_eq!(
+        get(&v, "a_up2_out", &out),
+        format!("cgsplit-620.scope: up to date: {}|", cg(ua, 620))
+    );
+    assert_eq!(
+        b("b_up2_out"),
+        format!(
+            "cgsplit-400.scope: up to date: {}|cgsplit-620.scope: up to date: {}|",
+            cg(ub, 400),
+            cg(ub, 620)
+        )
+    );
+    assert!(
+        get(&v, "a_up1_out", &out).contains(&cg(ua, 620)),
         "{}",
         show(&out)
     );
-    assert_eq!(get(&v, "b_uid", &out), "61999");
-    let join = get(&v, "b_join", &out);
-    assert!(
-        join.contains("Permission denied") && join.ends_with("rc=2"),
-        "{join}"
+    assert!(b("b_up1_out").contains(&cg(ub, 400)), "{}", show(&out));
+    for k in ["a_same_units", "a_same_keepers"] {
+        assert_eq!(get(&v, k, &out), "yes", "{k}\n{}", show(&out));
+    }
+    for k in ["b_same_units", "b_same_keepers"] {
+        assert_eq!(b(k), "yes", "{k}\n{}", show(&out));
+    }
+
+    // Each manager holds only its own uid's units, and each `status` shows
+    // only its own scopes: A's 620 (CPUWeight 300, its game process), never
+    // B's 400; B's 620 (CPUWeight 50, no process) and 400.
+    assert_eq!(
+        get(&v, "a_units", &out),
+        "cgsplit-620.scope cgsplit-anchor.scope"
     );
-    for k in ["b_status", "b_down"] {
-        let s = get(&v, k, &out);
+    assert_eq!(
+        b("b_units"),
+        "cgsplit-400.scope cgsplit-620.scope cgsplit-anchor.scope"
+    );
+    assert_eq!(get(&v, "a_status", &out), "0", "{}", show(&out));
+    assert_eq!(b("b_status"), "0", "{}", show(&out));
+    let brief = |rows: Vec<Vec<String>>| -> Vec<String> {
+        // APP STATE PIDS CPU-W
+        rows.iter()
+            .map(|r| format!("{} {} {} {}", r[0], r[2], r[3], r[7]))
+            .collect()
+    };
+    assert_eq!(
+        brief(table_rows(&out, "a_table")),
+        ["620 active 1 300"],
+        "{}",
+        show(&out)
+    );
+    assert_eq!(
+        brief(table_rows(&out, "b_table")),
+        ["400 active 0 -", "620 active 0 50"],
+        "{}",
+        show(&out)
+    );
+
+    // B can neither move a process into A's scope nor reach A's manager.
+    for k in ["b_join", "b_join_scope"] {
+        let s = b(k);
         assert!(
-            s.starts_with(
-                "cgsplit: error: cannot connect to the session bus at unix:path=/run/user/"
-            ) && s.contains("Permission denied")
-                && s.ends_with("rc=1"),
+            s.contains("Permission denied") && s.ends_with("rc=2"),
             "{k}: {s}"
         );
     }
-    assert_eq!(get(&v, "a_state", &out), "active", "A's scope untouched");
-    assert_eq!(get(&v, "a_game_procs", &out).trim(), "");
+    let s = b("b_down_a");
+    assert!(
+        s.starts_with(&format!(
+            "cgsplit: error: cannot connect to the session bus at unix:path=/run/user/{ua}/bus"
+        )) && s.contains("Permission denied")
+            && s.ends_with("rc=1"),
+        "{s}"
+    );
+
+    // B's `down` releases B's scopes only.
+    assert_eq!(b("b_down"), "0", "{}", show(&out));
+    assert_eq!(
+        b("b_down_out"),
+        "cgsplit-400.scope: stopped|cgsplit-620.scope: stopped|cgsplit-anchor.scope: stopped|"
+    );
+    assert_eq!(b("b_units_after"), "0");
+    assert_eq!(get(&v, "a_state", &out), "active active");
+    for k in ["a_same_unit_after", "a_same_keeper_after", "a_game_after"] {
+        assert_eq!(get(&v, k, &out), "yes", "{k}\n{}", show(&out));
+    }
+    assert_eq!(get(&v, "a_status2", &out), "0", "{}", show(&out));
+    assert_eq!(
+        brief(table_rows(&out, "a_table2")),
+        ["620 active 1 300"],
+        "{}",
+        show(&out)
+    );
 }
 
 #[test]
