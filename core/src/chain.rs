@@ -15,7 +15,10 @@
 //!
 //! Only command positions are examined (argv\[0\] and the word after each
 //! recognised wrapper's `--`), so a game argument that happens to be named
-//! `reaper` is never taken for a wrapper.
+//! `reaper` is never taken for a wrapper. A relaunching wrapper's absolute
+//! path found anywhere else (e.g. `gamemoderun` written between the shim and
+//! `%command%`) is reported as [`Chain::stray`]: a shape the shim does not
+//! follow, so it warns instead of guessing.
 
 /// A wrapper Steam inserts in front of the game.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,6 +64,14 @@ pub struct Chain {
     /// know, so [`Chain::insert_at`] is `None`, and the caller stays outermost
     /// and warns. Holds the wrapper's argv index.
     pub unterminated: Option<usize>,
+    /// The index of an absolute path naming a wrapper that
+    /// [relaunches](Wrapper::relaunches), after the recognised chain but not
+    /// at a command position (`/usr/bin/gamemoderun /…/reaper SteamLaunch
+    /// AppId=N -- /…/_v2-entry-point --verb=… -- game`): a wrapper in front of
+    /// Steam's own ones hides them. [`Chain::insert_at`] ignores it; the
+    /// caller stays outermost and warns. The first such index; `None` when
+    /// there is none or the chain is [unterminated](Chain::unterminated).
+    pub stray: Option<usize>,
 }
 
 /// Finds Steam's wrappers at the front of `argv` (the command the shim is
@@ -79,6 +90,14 @@ pub fn parse<S: AsRef<str>>(argv: &[S]) -> Chain {
         if w.relaunches() {
             chain.insert_at = Some(pos);
         }
+    }
+    if chain.unterminated.is_none() {
+        // Past the last recognised wrapper's `--` (or from the start): only
+        // absolute paths, so a game argument that is a bare word never counts.
+        chain.stray = argv.iter().enumerate().skip(pos).find_map(|(i, a)| {
+            let a = a.as_ref();
+            (a.starts_with('/') && Wrapper::of(a).is_some_and(Wrapper::relaunches)).then_some(i)
+        });
     }
     chain
 }
@@ -214,5 +233,51 @@ mod tests {
         assert_eq!(c.unterminated, Some(2));
         assert_eq!(c.insert_at, None, "an unknown shape: stay outermost");
         assert_eq!(parse::<&str>(&[]), Chain::default());
+    }
+
+    #[test]
+    fn wrappers_hidden_behind_another_program_are_stray() {
+        // `<shim> -- gamemoderun %command%`: Steam's wrappers are not at a command position.
+        let a = argv(&[
+            "/usr/bin/gamemoderun",
+            REAPER,
+            "SteamLaunch",
+            "AppId=1",
+            "--",
+            SNIPER,
+            "--verb=waitforexitandrun",
+            "--",
+            PROTON,
+        ]);
+        let c = parse(&a);
+        assert_eq!(c.wrappers, []);
+        assert_eq!(c.insert_at, None);
+        assert_eq!(
+            c.stray,
+            Some(5),
+            "the reaper does not relaunch; the entry point does"
+        );
+        // Behind a recognised reaper, the same.
+        let a = argv(&[
+            REAPER,
+            "SteamLaunch",
+            "AppId=1",
+            "--",
+            "mangohud",
+            SLW,
+            "--",
+            "/g/game",
+        ]);
+        let c = parse(&a);
+        assert_eq!(c.insert_at, None);
+        assert_eq!(c.stray, Some(5));
+        // A stray after a recognised relaunching wrapper keeps the insertion
+        // point of the recognised one but is still reported.
+        let a = argv(&[SLW, "--", "env", "X=1", SNIPER, "--", "/g/game"]);
+        let c = parse(&a);
+        assert_eq!((c.insert_at, c.stray), (Some(2), Some(4)));
+        // Bare words and unterminated chains report none.
+        assert_eq!(parse(&argv(&["/g/game", "_v2-entry-point"])).stray, None);
+        assert_eq!(parse(&argv(&[SLW, "/x/_v2-entry-point"])).stray, None);
     }
 }
