@@ -47,6 +47,8 @@ options: --scope DIR        the scope directory holding game/ (default: derived 
          --network POLICY   refuse to run unless the scope's filter enforces POLICY (e.g. localhost)
          --allow-network    with --network: warn instead of refusing
          --kill-steam       after the game and everything it started have exited, ask Steam to quit
+         --no-reinsert      do not re-insert the shim after Steam's wrappers (debugging)
+         --inner            set by the shim on the copy it re-inserts (not for launch lines)
 verbs:   waitforexitandrun, run (join and run); getcompatpath, getnativepath (print the path);
          with --chain every other verb is passed to CMD unchanged";
 
@@ -91,6 +93,16 @@ pub struct Invocation {
     /// `waitforexitandrun` (interface doc, "Windows games with an install
     /// script"), so quitting Steam after a `run` would stop it before the game.
     pub kill_steam: bool,
+    /// `--inner`: this instance was re-inserted by an outer shim after one of
+    /// Steam's wrappers ([`crate::reinsert`]). It joins only when it is not
+    /// in `game/` already, inserts nothing, and never asks Steam to quit.
+    pub inner: bool,
+    /// `--no-reinsert`: stay outermost even when a wrapper of Steam's that
+    /// relaunches the game follows (for debugging and tests).
+    pub no_reinsert: bool,
+    /// The compatibility-tool form (`compat VERB`): the shim already runs
+    /// inside Steam's chain, so nothing is re-inserted.
+    pub compat: bool,
     /// The command to run, program first, exactly as received; never empty.
     pub command: Vec<OsString>,
 }
@@ -218,6 +230,8 @@ where
             b"--allow-network" if inline.is_none() => inv.allow_network = true,
             b"--kill-steam" if inline.is_none() => inv.kill_steam = true,
             b"--chain" if inline.is_none() => chain = true,
+            b"--inner" if inline.is_none() => inv.inner = true,
+            b"--no-reinsert" if inline.is_none() => inv.no_reinsert = true,
             b"compat" => return compat(inv, chain, it),
             _ if bytes.starts_with(b"-") => return Err(ArgsError::UnknownOption(arg)),
             _ => return Err(ArgsError::ExpectedDashDash(arg)),
@@ -244,6 +258,7 @@ fn compat(
     let is = |set: &[&str]| set.iter().any(|v| verb == *v);
     if is(&LAUNCH_VERBS) {
         let mut inv = inv;
+        inv.compat = true;
         if verb == "run" {
             inv.kill_steam = false;
         }
@@ -334,6 +349,23 @@ mod tests {
         assert_eq!(i.network, Some(NetworkPolicy::Full));
         let i = run(&["--app=440", "--", "g"]);
         assert_eq!(i.app, AppId::new(440));
+    }
+
+    #[test]
+    fn placement_switches() {
+        let i = run(&["--", "g"]);
+        assert!(!i.inner && !i.no_reinsert && !i.compat);
+        let i = run(&["--app", "620", "--inner", "--", "g"]);
+        assert!(i.inner && !i.no_reinsert);
+        let i = run(&["--no-reinsert", "--", "g", "--inner"]);
+        assert!(!i.inner && i.no_reinsert);
+        assert_eq!(i.command, os(&["g", "--inner"]));
+        assert!(run(&["compat", "waitforexitandrun", "g"]).compat);
+        assert!(run(&["compat", "run", "g"]).compat);
+        assert_eq!(
+            err(&["--inner=1", "--", "g"]),
+            ArgsError::UnknownOption("--inner=1".into())
+        );
     }
 
     #[test]

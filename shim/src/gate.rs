@@ -23,8 +23,9 @@ use std::fmt;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
 
-use cgsplit_core::NetworkPolicy;
 use cgsplit_core::policy::{POLICY_XATTR, PROOF_ADDR};
+use cgsplit_core::scope::game_cgroup;
+use cgsplit_core::{AppId, NetworkPolicy};
 use nix::errno::Errno;
 
 use crate::args::Invocation;
@@ -124,13 +125,27 @@ pub fn before_join(inv: &Invocation, target: &Result<Target, String>) -> Result<
 
 /// Joins the leaf (item 3) and proves the filter (item 4), in the process
 /// that will exec the game. Fail-open problems are printed here.
+///
+/// The inner instance (`--inner`, [`crate::reinsert`]) first checks whether
+/// it is in `game/` already ([`already_in`]) and then writes nothing: on
+/// native Steam pressure-vessel's container is a descendant of the outer
+/// shim, which joined, and its `/sys` is read-only, so the write would fail
+/// with `EROFS` for no reason. An inner instance that is not in `game/` was
+/// moved out by Steam's wrapper; it joins, and a failure is said with that
+/// context (warning, or a refusal under a restricted `--network`).
 pub fn join_and_prove(
     inv: &Invocation,
     target: &Result<Target, String>,
     uid: u32,
 ) -> Result<(), Refused> {
+    let restricted = inv
+        .network
+        .as_ref()
+        .is_some_and(NetworkPolicy::is_restricted);
+    let already = inv.inner && already_in(target, uid, inv.app);
     let t = match target {
         Ok(t) => t,
+        Err(_) if already => return Ok(()),
         Err(why) => {
             // A restricted policy was refused or allowed in `before_join`.
             if inv.network.as_ref().is_none_or(|p| !p.is_restricted()) {
@@ -139,21 +154,40 @@ pub fn join_and_prove(
             return Ok(());
         }
     };
-    let restricted = inv
-        .network
-        .as_ref()
-        .is_some_and(NetworkPolicy::is_restricted);
-    if let Err(e) = join::join(&t.leaf) {
+    if !already && let Err(e) = join::join(&t.leaf) {
+        let why = report::join_error(&e, uid, t.app);
+        let why = if inv.inner {
+            report::moved_out(&why)
+        } else {
+            why
+        };
         if !restricted {
-            warn(&report::join_failed(&e, uid, t.app));
+            warn(&report::not_joined(why));
             return Ok(());
         }
-        return refuse_or_warn(inv, report::join_error(&e, uid, t.app));
+        return refuse_or_warn(inv, why);
     }
     if restricted && let Err(f) = prove_filter() {
         return refuse_or_warn(inv, f.to_string());
     }
     Ok(())
+}
+
+/// Whether this process is in the game's leaf already: listed in the
+/// leaf's `cgroup.procs` ([`join::is_member`]); when the leaf cannot be
+/// read (no cgroup2 mount shows it here), whether `/proc/self/cgroup` names
+/// the leaf the app id gives ([`game_cgroup`]).
+pub fn already_in(target: &Result<Target, String>, uid: u32, app: Option<AppId>) -> bool {
+    if let Ok(t) = target
+        && let Ok(member) = join::is_member(&t.leaf)
+    {
+        return member;
+    }
+    let app = target.as_ref().ok().and_then(|t| t.app).or(app);
+    match (app, join::own_cgroup()) {
+        (Some(app), Ok(own)) => own == game_cgroup(uid, app),
+        _ => false,
+    }
 }
 
 fn refuse_or_warn(inv: &Invocation, why: String) -> Result<(), Refused> {

@@ -72,6 +72,37 @@ pub fn join(leaf: &Path) -> Result<(), JoinError> {
     file.write_all(b"0").map_err(|e| fail("write", e))
 }
 
+/// Whether the calling process already is in the cgroup `leaf`: its pid is
+/// listed in `leaf/cgroup.procs`. The kernel shows the pids there in the
+/// reader's pid namespace (cgroup-v2.rst, "cgroup.procs"), so this holds in
+/// a container with a pid namespace of its own too, and it needs only read
+/// access: it works where `/sys` is mounted read-only (pressure-vessel).
+pub fn is_member(leaf: &Path) -> std::io::Result<bool> {
+    let me = std::process::id().to_string();
+    let text = std::fs::read_to_string(leaf.join(PROCS))?;
+    Ok(text.lines().any(|l| l.trim() == me))
+}
+
+/// This process's cgroup v2 path from `/proc/self/cgroup` (the `0::` line,
+/// relative to its cgroup namespace's root, cgroups(7)), e.g.
+/// `/user.slice/…/games.slice/cgsplit-620.scope/game`.
+pub fn own_cgroup() -> std::io::Result<String> {
+    let text = std::fs::read_to_string("/proc/self/cgroup")?;
+    parse_own_cgroup(&text).ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "/proc/self/cgroup has no cgroup v2 (`0::`) line",
+        )
+    })
+}
+
+/// The path of the `0::` line of a `/proc/<pid>/cgroup` text.
+pub fn parse_own_cgroup(text: &str) -> Option<String> {
+    text.lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .map(str::to_owned)
+}
+
 /// Whether the cgroup `dir` has processes in its subtree: the `populated`
 /// key of its `cgroup.events`. A missing cgroup has none (`Ok(false)`).
 pub fn populated(dir: &Path) -> std::io::Result<bool> {
@@ -121,6 +152,17 @@ pub fn xattr(path: &Path, name: &str) -> Result<Option<Vec<u8>>, Errno> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn own_cgroup_line() {
+        let hybrid = "1:cpu:/\n0::/user.slice/a b/game\n";
+        assert_eq!(
+            parse_own_cgroup(hybrid).as_deref(),
+            Some("/user.slice/a b/game")
+        );
+        assert_eq!(parse_own_cgroup("1:name=systemd:/\n"), None);
+        assert!(own_cgroup().is_ok_and(|c| c.starts_with('/')));
+    }
 
     #[test]
     fn populated_key() {

@@ -65,6 +65,7 @@ mod gate;
 mod join;
 mod log;
 mod procscan;
+mod reinsert;
 mod report;
 mod steampipe;
 mod supervise;
@@ -154,6 +155,16 @@ fn run(closed: [bool; 3]) -> ! {
 fn launch(inv: &Invocation) -> ! {
     let uid = getuid().as_raw();
     let target = find_target(inv, uid);
+    let mut inv = inv.clone();
+    if inv.inner {
+        // Only the outer instance asks Steam to quit: it is the one that
+        // sees the whole launch end.
+        inv.kill_steam = false;
+    } else {
+        let app = target.as_ref().ok().and_then(|t| t.app).or(inv.app);
+        inv.command = outermost(&inv, app);
+    }
+    let inv = &inv;
     if let Err(r) = gate::before_join(inv, &target) {
         warn(&r.0);
         exit(EXIT_REFUSED);
@@ -166,6 +177,59 @@ fn launch(inv: &Invocation) -> ! {
         exit(EXIT_REFUSED);
     }
     exec_or_exit(&inv.command)
+}
+
+/// The command the outer instance runs: `inv.command`, with the inner shim
+/// inserted after Steam's innermost relaunching wrapper in the launch-option
+/// form ([`reinsert`]). Says in one line each what it cannot follow and
+/// which scope variables of Steam's are on.
+fn outermost(inv: &Invocation, app: Option<cgsplit_core::AppId>) -> Vec<OsString> {
+    use reinsert::Plan;
+    let plan = if inv.compat || inv.no_reinsert {
+        Plan::Keep
+    } else {
+        reinsert::plan(&inv.command)
+    };
+    for (var, what) in reinsert::SCOPE_VARS {
+        if std::env::var_os(var).is_some_and(|v| reinsert::scope_var_on(&v)) {
+            warn(&report::line(reinsert::scope_var_line(
+                var, what, &plan, inv.compat,
+            )));
+        }
+    }
+    match plan {
+        Plan::Keep => inv.command.clone(),
+        Plan::Unknown(why) => {
+            warn(&report::line(format_args!(
+                "{why}; the shim stays outermost, so a wrapper that relaunches the game may \
+                 take it out of game/"
+            )));
+            inv.command.clone()
+        }
+        Plan::Insert { at, stray, .. } => {
+            if let Some(i) = stray {
+                warn(&report::line(format_args!(
+                    "`{}` (word {i} of the command) relaunches the game but is not right after \
+                     Steam's other wrappers; the re-inserted shim runs before it, so the \
+                     game may still leave game/",
+                    inv.command[i].to_string_lossy()
+                )));
+            }
+            let argv0 = std::env::args_os().next();
+            match reinsert::shim_path(argv0.as_deref(), || std::fs::read_link("/proc/self/exe")) {
+                Ok(shim) => {
+                    reinsert::insert(&inv.command, at, reinsert::inner_words(&shim, inv, app))
+                }
+                Err(why) => {
+                    warn(&report::line(format_args!(
+                        "cannot re-insert the shim after Steam's wrapper: {why}; the shim stays \
+                         outermost"
+                    )));
+                    inv.command.clone()
+                }
+            }
+        }
+    }
 }
 
 /// The leaf to join, or the reason there is none.

@@ -62,7 +62,18 @@ pub fn join_error(e: &JoinError, uid: u32, app: Option<AppId>) -> String {
     }
 }
 
+/// The inner instance's context for a join failure: Steam's wrapper moved
+/// the game out of `game/` (a new scope, a container), so the outer shim's
+/// join no longer covers it.
+pub fn moved_out(why: impl Display) -> String {
+    format!(
+        "the game left game/ inside Steam's wrapper (a new scope or container) and the \
+         re-inserted shim {why}"
+    )
+}
+
 /// [`join_error`] as a fail-open line.
+#[cfg(test)]
 pub fn join_failed(e: &JoinError, uid: u32, app: Option<AppId>) -> String {
     not_joined(join_error(e, uid, app))
 }
