@@ -41,3 +41,17 @@ pub fn bin(name: &str) -> PathBuf {
         )
     })
 }
+
+/// The built binary `name` as a command inside a testbed run sees it:
+/// `<TARGET_MOUNT>/<profile>/<name>` (the testbed bind-mounts the target
+/// directory there). Use it in testbed scripts instead of a host path: the
+/// checkout may sit below a directory the test uid cannot search (CI clones
+/// under `/root`, mode 0700). Panics like [`bin`] when it is not built.
+pub fn testbed_bin(name: &str) -> PathBuf {
+    bin(name);
+    let dir = target_dir();
+    let profile = dir.file_name().expect("<target>/<profile> has a name");
+    PathBuf::from(crate::runner::inner::TARGET_MOUNT)
+        .join(profile)
+        .join(name)
+}

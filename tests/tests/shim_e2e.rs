@@ -106,7 +106,8 @@ fn steam_chains_kill_steam_and_fail_closed() {
     let reaper = root.join("ubuntu12_32/reaper");
     fs::create_dir_all(reaper.parent().unwrap()).unwrap();
     fs::copy(env!("CARGO_BIN_EXE_fake-reaper"), &reaper).unwrap();
-    let steam = env!("CARGO_BIN_EXE_fake-steam");
+    // The path the test uid sees inside the testbed (not the checkout's).
+    let steam = cgsplit_tests::bins::testbed_bin("fake-steam");
 
     let no_options = root.join("localconfig.plain.vdf");
     localconfig(&no_options, "");
@@ -160,7 +161,7 @@ FAKE_GAME_REPORT="$out/report.closed" "$steam" --localconfig {closed} --app 620 
 "$CGSPLIT_BIN/cgsplit" release --app 620 >/dev/null 2>&1
 "#,
         out = sh(&out),
-        steam = sh(Path::new(steam)),
+        steam = sh(&steam),
         game = sh(&game),
         plain = sh(&no_options),
         tool = sh(&tool),
