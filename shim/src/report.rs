@@ -62,14 +62,12 @@ pub fn join_error(e: &JoinError, uid: u32, app: Option<AppId>) -> String {
     }
 }
 
-/// The inner instance's context for a join failure: Steam's wrapper moved
-/// the game out of `game/` (a new scope, a container), so the outer shim's
-/// join no longer covers it.
+/// The inner instance's context for a join failure: after Steam's wrapper
+/// the game is not in `game/` — the wrapper moved it into a new scope or
+/// container, or the outer shim could not join either (then its own line
+/// came first).
 pub fn moved_out(why: impl Display) -> String {
-    format!(
-        "the game left game/ inside Steam's wrapper (a new scope or container) and the \
-         re-inserted shim {why}"
-    )
+    format!("after Steam's wrapper the game is outside game/, and the re-inserted shim {why}")
 }
 
 /// [`join_error`] as a fail-open line.

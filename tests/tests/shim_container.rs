@@ -494,7 +494,7 @@ printf '[games.620]\nnetwork = "localhost"\n' >"$HOME/.config/cgsplit/config.tom
     let lines = t.shim_lines(case);
     assert_eq!(lines.len(), 2, "{}", t.show(case, &run));
     assert!(
-        lines[1].starts_with("cgsplit-shim: refusing to run the game: the game left game/")
+        lines[1].starts_with("cgsplit-shim: refusing to run the game: after Steam's wrapper the game is outside game/, and the re-inserted shim cannot join")
             && lines[1].contains("EROFS"),
         "{}",
         t.show(case, &run)
