@@ -8,6 +8,9 @@
 //!   `game/` leaf; [`release`] stops it.
 //! - [`lifecycle`]: `cgsplit up` / `down` / `watch` for every configured game,
 //!   plus the anchor scope that keeps `games.slice` alive.
+//! - [`adopt`]: the watcher's fallback that moves a game's processes started
+//!   outside `game/` (flatpak portal subsandboxes, `systemd-run --scope`
+//!   launch wrappers) into it — never for a restricted network policy.
 //! - [`status`]: the per-game table and JSON.
 //! - [`run`]: `cgsplit run -- steam …` in its own scope.
 //! - [`flatpak`]: the `games.slice` grant to the Steam flatpak.
@@ -16,6 +19,7 @@
 //! D-Bus API is confined to [`systemd`], the helper's to [`netd`], cgroupfs
 //! writes to [`cgroupfs`], log lines to [`log`].
 
+pub mod adopt;
 pub mod cgroupfs;
 pub mod error;
 pub mod flatpak;

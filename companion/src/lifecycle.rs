@@ -8,9 +8,10 @@
 //! starts is silently skipped (see [`crate::flatpak`]). Its name cannot clash
 //! with a game's (`cgsplit-<number>.scope`).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use cgsplit_config::Config;
 use cgsplit_core::AppId;
@@ -19,7 +20,7 @@ use zbus::zvariant::Value;
 
 use crate::error::Error;
 use crate::systemd::UserManager;
-use crate::{NetdLink, Provisioned, Released, keeper, log};
+use crate::{NetdLink, Provisioned, Released, adopt, keeper, log};
 
 /// Unit name of the scope that keeps `games.slice` alive.
 pub const ANCHOR_UNIT: &str = "cgsplit-anchor.scope";
@@ -177,6 +178,8 @@ pub fn down(
 enum Event {
     /// A unit was removed (its name).
     Removed(String),
+    /// A unit was loaded (its name): a new scope may hold a game to adopt.
+    New(String),
     /// The signal stream ended (the bus went away).
     Closed,
 }
@@ -191,19 +194,28 @@ fn mtime(p: &Path) -> Option<SystemTime> {
 
 /// Runs forever: on `UnitRemoved` of a configured game's scope or the anchor
 /// (keeper killed, scope stopped by hand), provisions it again, with the
-/// network policy confirmed before `game/` exists; every [`WATCH_PERIOD`]
-/// re-checks all of them and, when the config file changed, reloads it and
-/// applies new limits with `SetUnitProperties`. Does nothing while `cgsplit
-/// down` has paused it. Returns only when the bus connection ends.
+/// network policy confirmed before `game/` exists; at start and every
+/// [`WATCH_PERIOD`] re-checks all of them and, when the config file changed,
+/// reloads it and applies new limits with `SetUnitProperties`. Adopts game
+/// processes that started outside their `game/` leaf ([`crate::adopt`]):
+/// every [`WATCH_PERIOD`], and every [`adopt::HOT_POLL`] for
+/// [`adopt::HOT_WINDOW`] after `UnitNew` of a scope that is not cgsplit's.
+/// Does nothing while `cgsplit down` has paused it. Returns only when the
+/// bus connection ends.
 pub fn watch(mgr: &UserManager, config_path: &Path, mountinfo: &str) -> Result<(), Error> {
     let m = mgr.manager_proxy()?;
     mgr.subscribe("")?;
-    let removed = m.receive_unit_removed().map_err(|e| Error::Bus {
-        method: "UnitRemoved",
-        unit: String::new(),
-        source: Box::new(e),
-    })?;
+    let bus_err = |method: &'static str| {
+        move |e| Error::Bus {
+            method,
+            unit: String::new(),
+            source: Box::new(e),
+        }
+    };
+    let removed = m.receive_unit_removed().map_err(bus_err("UnitRemoved"))?;
+    let new = m.receive_unit_new().map_err(bus_err("UnitNew"))?;
     let (tx, rx) = mpsc::channel();
+    let tx2 = tx.clone();
     std::thread::spawn(move || {
         for sig in removed {
             if let Ok(a) = sig.args()
@@ -214,6 +226,21 @@ pub fn watch(mgr: &UserManager, config_path: &Path, mountinfo: &str) -> Result<(
         }
         let _ = tx.send(Event::Closed);
     });
+    std::thread::spawn(move || {
+        for sig in new {
+            if let Ok(a) = sig.args()
+                && tx2.send(Event::New(a.id.clone())).is_err()
+            {
+                return;
+            }
+        }
+        let _ = tx2.send(Event::Closed);
+    });
+    let uid = nix::unistd::getuid().as_raw();
+    let mut adopter = adopt::Adopter::default();
+    let mut targets: BTreeMap<AppId, adopt::Target> = BTreeMap::new();
+    let mut hot_until = Instant::now();
+    let mut last_full: Option<Instant> = None;
 
     let mut netd = NetdLink::default();
     let mut config = load_or_keep(config_path, None);
@@ -224,7 +251,20 @@ pub fn watch(mgr: &UserManager, config_path: &Path, mountinfo: &str) -> Result<(
         config_path.display()
     ));
     loop {
-        let ev = rx.recv_timeout(WATCH_PERIOD);
+        let now = Instant::now();
+        let full_in = last_full.map_or(Duration::ZERO, |t| {
+            WATCH_PERIOD.saturating_sub(now.duration_since(t))
+        });
+        let wait = if hot_until > now {
+            full_in.min(adopt::HOT_POLL)
+        } else {
+            full_in
+        };
+        let ev = if wait.is_zero() {
+            Err(mpsc::RecvTimeoutError::Timeout)
+        } else {
+            rx.recv_timeout(wait)
+        };
         if let Ok(Event::Closed) | Err(mpsc::RecvTimeoutError::Disconnected) = ev {
             return Err(Error::Bus {
                 method: "UnitRemoved",
@@ -242,19 +282,50 @@ pub fn watch(mgr: &UserManager, config_path: &Path, mountinfo: &str) -> Result<(
             seen = mtime(config_path);
             config = load_or_keep(config_path, Some(config));
         }
-        let targets: Vec<AppId> = match &ev {
+        let apps: Vec<AppId> = match &ev {
             Ok(Event::Removed(id)) if id == ANCHOR_UNIT => Vec::new(),
             Ok(Event::Removed(id)) => match parse_scope_unit(id) {
-                Some(app) if config.games.contains_key(&app) => vec![app],
+                Some(app) if config.games.contains_key(&app) => {
+                    targets.remove(&app);
+                    vec![app]
+                }
                 _ => continue,
             },
-            _ => config.games.keys().copied().collect(),
+            Ok(Event::New(id)) => {
+                if id.ends_with(".scope") && !id.starts_with("cgsplit-") {
+                    hot_until = Instant::now() + adopt::HOT_WINDOW;
+                    adopt_pass(&mut adopter, uid, &targets);
+                }
+                continue;
+            }
+            _ if last_full.is_some_and(|t| t.elapsed() < WATCH_PERIOD) => {
+                // A hot-window poll: adoption only.
+                adopt_pass(&mut adopter, uid, &targets);
+                continue;
+            }
+            _ => {
+                last_full = Some(Instant::now());
+                targets.retain(|a, _| config.games.contains_key(a));
+                config.games.keys().copied().collect()
+            }
         };
         if let Err(e) = ensure_anchor(mgr) {
             log::warn(&format!("{ANCHOR_UNIT}: {e}"));
         }
-        for app in targets {
-            match crate::provision_with(mgr, &config.game(app), mountinfo, &mut netd) {
+        for app in apps {
+            let game = config.game(app);
+            let p = crate::provision_with(mgr, &game, mountinfo, &mut netd);
+            if let Ok(p) = &p {
+                targets.insert(
+                    app,
+                    adopt::Target {
+                        control_group: p.control_group.clone(),
+                        dir: p.dir.clone(),
+                        restricted: game.network.is_restricted(),
+                    },
+                );
+            }
+            match p {
                 Ok(p) if p.outcome != crate::Outcome::Reused => {
                     log::info(&format!("{}: recreated at {}", p.unit, p.control_group))
                 }
@@ -266,6 +337,25 @@ pub fn watch(mgr: &UserManager, config_path: &Path, mountinfo: &str) -> Result<(
                 Ok(_) => {}
                 Err(e) => log::warn(&format!("{}: {e}", scope_unit(app))),
             }
+        }
+        adopt_pass(&mut adopter, uid, &targets);
+    }
+}
+
+/// One adoption scan of `/proc`, each outcome logged (adopted: info;
+/// refused for a restricted policy: error; failed: warning).
+fn adopt_pass(adopter: &mut adopt::Adopter, uid: u32, targets: &BTreeMap<AppId, adopt::Target>) {
+    for a in adopter.pass(Path::new("/proc"), uid, targets) {
+        let unit = match &a {
+            adopt::Action::Adopted(s) | adopt::Action::Refused(s) | adopt::Action::Failed(s, _) => {
+                scope_unit(s.app)
+            }
+        };
+        let msg = adopt::describe(&a, &unit);
+        match a {
+            adopt::Action::Adopted(_) => log::info(&msg),
+            adopt::Action::Refused(_) => log::error(&msg),
+            adopt::Action::Failed(..) => log::warn(&msg),
         }
     }
 }

@@ -110,6 +110,11 @@ pub mod proxies {
         #[zbus(signal, name = "UnitRemoved")]
         fn unit_removed(&self, id: String, unit: OwnedObjectPath) -> zbus::Result<()>;
 
+        /// A unit was loaded (`UnitNew(s id, o unit)`, systemd D-Bus API):
+        /// the adopter's cue that a new scope may hold a game.
+        #[zbus(signal, name = "UnitNew")]
+        fn unit_new(&self, id: String, unit: OwnedObjectPath) -> zbus::Result<()>;
+
         /// A job finished; `result` is `done`, `canceled`, `timeout`, `failed`,
         /// `dependency` or `skipped`.
         #[zbus(signal, name = "JobRemoved")]
