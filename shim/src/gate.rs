@@ -190,7 +190,8 @@ pub fn already_in(target: &Result<Target, String>, uid: u32, app: Option<AppId>)
     }
 }
 
-fn refuse_or_warn(inv: &Invocation, why: String) -> Result<(), Refused> {
+/// A fail-closed problem: refused, or only a warning under `--allow-network`.
+pub fn refuse_or_warn(inv: &Invocation, why: String) -> Result<(), Refused> {
     if inv.allow_network {
         warn(&report::allowed_anyway(&why));
         Ok(())

@@ -162,7 +162,13 @@ fn launch(inv: &Invocation) -> ! {
         inv.kill_steam = false;
     } else {
         let app = target.as_ref().ok().and_then(|t| t.app).or(inv.app);
-        inv.command = outermost(&inv, app);
+        inv.command = match outermost(&inv, app) {
+            Ok(c) => c,
+            Err(refusal) => {
+                warn(&refusal);
+                exit(EXIT_REFUSED);
+            }
+        };
     }
     let inv = &inv;
     if let Err(r) = gate::before_join(inv, &target) {
@@ -181,9 +187,12 @@ fn launch(inv: &Invocation) -> ! {
 
 /// The command the outer instance runs: `inv.command`, with the inner shim
 /// inserted after Steam's innermost relaunching wrapper in the launch-option
-/// form ([`reinsert`]). Says in one line each what it cannot follow and
-/// which scope variables of Steam's are on.
-fn outermost(inv: &Invocation, app: Option<cgsplit_core::AppId>) -> Vec<OsString> {
+/// form ([`reinsert`]). Says in one line each which scope variables of
+/// Steam's are on and what it cannot follow. A shape it cannot follow may
+/// let the game leave `game/` after the outer join, so under a restricted
+/// `--network` that is a refusal (`Err`, the line to print) unless
+/// `--allow-network`.
+fn outermost(inv: &Invocation, app: Option<cgsplit_core::AppId>) -> Result<Vec<OsString>, String> {
     use reinsert::Plan;
     let plan = if inv.compat || inv.no_reinsert {
         Plan::Keep
@@ -197,39 +206,50 @@ fn outermost(inv: &Invocation, app: Option<cgsplit_core::AppId>) -> Vec<OsString
             )));
         }
     }
-    match plan {
-        Plan::Keep => inv.command.clone(),
-        Plan::Unknown(why) => {
-            warn(&report::line(format_args!(
-                "{why}; the shim stays outermost, so a wrapper that relaunches the game may \
-                 take it out of game/"
-            )));
-            inv.command.clone()
-        }
+    let (command, problem) = match plan {
+        Plan::Keep => (inv.command.clone(), None),
+        Plan::Unknown(why) => (
+            inv.command.clone(),
+            Some(format!("{why}; the shim stays outermost")),
+        ),
         Plan::Insert { at, stray, .. } => {
-            if let Some(i) = stray {
-                warn(&report::line(format_args!(
-                    "`{}` (word {i} of the command) relaunches the game but is not right after \
-                     Steam's other wrappers; the re-inserted shim runs before it, so the \
-                     game may still leave game/",
-                    inv.command[i].to_string_lossy()
-                )));
-            }
             let argv0 = std::env::args_os().next();
             match reinsert::shim_path(argv0.as_deref(), || std::fs::read_link("/proc/self/exe")) {
                 Ok(shim) => {
-                    reinsert::insert(&inv.command, at, reinsert::inner_words(&shim, inv, app))
+                    let stray = stray.map(|i| {
+                        format!(
+                            "`{}` (word {i} of the command) relaunches the game but is not right \
+                             after Steam's other wrappers; the re-inserted shim runs before it",
+                            inv.command[i].to_string_lossy()
+                        )
+                    });
+                    let words = reinsert::inner_words(&shim, inv, app);
+                    (reinsert::insert(&inv.command, at, words), stray)
                 }
-                Err(why) => {
-                    warn(&report::line(format_args!(
+                Err(why) => (
+                    inv.command.clone(),
+                    Some(format!(
                         "cannot re-insert the shim after Steam's wrapper: {why}; the shim stays \
                          outermost"
-                    )));
-                    inv.command.clone()
-                }
+                    )),
+                ),
             }
         }
+    };
+    let Some(why) = problem else {
+        return Ok(command);
+    };
+    let why = format!("{why}, so a wrapper that relaunches the game may take it out of game/");
+    if inv
+        .network
+        .as_ref()
+        .is_some_and(cgsplit_core::NetworkPolicy::is_restricted)
+    {
+        gate::refuse_or_warn(inv, why).map_err(|r| r.0)?;
+    } else {
+        warn(&report::line(why));
     }
+    Ok(command)
 }
 
 /// The leaf to join, or the reason there is none.

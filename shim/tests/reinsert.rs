@@ -165,6 +165,38 @@ fn unknown_shapes_warn_once_and_stay_outermost() {
 }
 
 #[test]
+fn unknown_shapes_are_refused_under_a_restricted_network_policy() {
+    let w = Wrappers::new();
+    let entry = w.path("_v2-entry-point");
+    let cmd = ["--", "/bin/echo", &entry, "--", "game"];
+    let mut args = vec!["--network", "localhost"];
+    args.extend(cmd);
+    let out = run(&mut shim(&args));
+    assert_eq!(out.code, Some(4), "{}", out.stderr);
+    assert_eq!(out.stdout(), "", "the command must not run");
+    let l = out.one_line();
+    assert!(
+        l.starts_with(&format!(
+            "cgsplit-shim: refusing to run the game: `{entry}` (word 1 of the command) is not right after"
+        )) && l.contains("may take it out of game/"),
+        "{l}"
+    );
+    // --allow-network: a warning, and the command runs (outside any scope here).
+    let mut args = vec!["--network", "localhost", "--allow-network"];
+    args.extend(cmd);
+    let out = run(&mut shim(&args));
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert_eq!(out.stdout(), format!("{entry} -- game\n"));
+    assert!(
+        out.stderr.lines().next().is_some_and(
+            |l| l.contains("is not right after") && l.contains("because of --allow-network")
+        ),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
 fn scope_variables_get_one_line_from_the_outer_instance_only() {
     let w = Wrappers::new();
     let slw = w.path("steam-launch-wrapper");

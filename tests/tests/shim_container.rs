@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use cgsplit_core::scope::GAME_LEAF;
-use cgsplit_tests::bins::bin;
+use cgsplit_tests::bins::{bin, testbed_bin as bin_in_testbed};
 use cgsplit_tests::testbed::{self, Testbed, sh};
 
 /// What `steam -shutdown` writes into steam.pipe (STEAM.md §5).
@@ -147,7 +147,8 @@ impl SteamTree {
             "{env} FAKE_GAME_REPORT=\"$out/report.{case}\" {steam} --localconfig {localconfig} \
              --app 620 --reaper {reaper}{tool} -- {game} 'a b' '' >\"$out/launch.{case}.log\" 2>&1; \
              echo $? >\"$out/rc.{case}\"\n",
-            steam = sh(Path::new(env!("CARGO_BIN_EXE_fake-steam"))),
+            // The path the test uid sees inside the testbed (not the checkout's).
+            steam = sh(&bin_in_testbed("fake-steam")),
             reaper = sh(&self.reaper),
             game = sh(&self.game),
         )
