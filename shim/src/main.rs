@@ -24,6 +24,15 @@
 //! its own cgroup, forwards SIGINT/SIGTERM/SIGHUP, waits for the game's whole
 //! tree, asks Steam to shut down and exits with the game's status.
 //!
+//! # Steam's containers
+//!
+//! In the launch-option form the command may start with Steam's wrappers,
+//! some of which relaunch the game out of the shim's process tree (a
+//! pressure-vessel container, a new systemd scope). The shim joins first,
+//! then runs the command with a second copy of itself inserted after the
+//! innermost such wrapper; that copy (`--inner`) joins only when it is not
+//! in `game/` already: see [`reinsert`].
+//!
 //! # Policy
 //!
 //! Fail-open by default: when the leaf cannot be joined one `cgsplit-shim:`
@@ -40,7 +49,7 @@
 //! | 1   | a path verb's answer could not be written (stdout closed or broken) |
 //! | 2   | usage error: bad option or value, no `--`, no command (a usage line follows) |
 //! | 3   | unknown compat verb (without `--chain`) |
-//! | 4   | refused: `--network` given and not enforced (fail-closed) |
+//! | 4   | refused: `--network` given and not enforced, or a launch shape the shim cannot follow (fail-closed) |
 //! | 125 | the shim itself failed (fork, pipe) |
 //! | 126 | CMD exists but cannot be executed (EACCES, ENOEXEC, …) |
 //! | 127 | CMD not found (ENOENT) |
