@@ -24,8 +24,8 @@
 //! **Network.** Adoption happens after the process started: sockets it
 //! opened before are not filtered, so moving it never satisfies a restricted
 //! policy (`network = localhost` or an allow-list). For such a game a stray
-//! is *not* adopted: it is reported once as an error naming the pid, its
-//! cgroup and the fix (run the shim innermost, as the compatibility tool, so
+//! is *not* adopted: it is reported once per cgroup as an error naming the
+//! pid, its cgroup and the fix (run the shim innermost, as the compatibility tool, so
 //! the game joins `game/` and the shim checks the filter before the game
 //! starts). The companion does not kill it either: the container helpers
 //! around a correctly placed game (pressure-vessel's adverb, the launch
@@ -203,7 +203,8 @@ pub struct Target {
 pub enum Action {
     /// Moved into `game/`.
     Adopted(Stray),
-    /// Not moved: the game's network policy is restricted (reported once per pid).
+    /// Not moved: the game's network policy is restricted (reported once
+    /// per game and cgroup).
     Refused(Stray),
     /// The move failed (EACCES, ESRCH, …): the error.
     Failed(Stray, cgroupfs::CgroupfsError),
@@ -213,13 +214,17 @@ pub enum Action {
 /// already reported.
 #[derive(Debug, Default)]
 pub struct Adopter {
-    refused: HashSet<u32>,
+    /// (game, cgroup) pairs whose strays were refused and reported; kept
+    /// while that cgroup still holds a stray, so a refused game's children
+    /// (each a new pid) do not repeat the message.
+    refused: HashSet<(AppId, String)>,
 }
 
 impl Adopter {
     /// Scans `proc_root` for strays of `targets` (all scopes of one user
     /// manager) and adopts or refuses each. Returns what it did; a refusal
-    /// of the same pid is returned only the first time.
+    /// is returned once per game and cgroup (for its first stray by pid),
+    /// again only after that cgroup held no stray for a pass.
     pub fn pass(
         &mut self,
         proc_root: &Path,
@@ -233,16 +238,18 @@ impl Adopter {
             return Vec::new();
         };
         let apps: Vec<AppId> = targets.keys().copied().collect();
-        let found = strays(proc_root, root, uid, &apps);
-        self.refused
-            .retain(|p| proc_root.join(p.to_string()).exists());
+        let mut found = strays(proc_root, root, uid, &apps);
+        found.sort_by_key(|s| s.pid);
+        let mut seen = HashSet::new();
         let mut out = Vec::new();
         for s in found {
             let t = &targets[&s.app];
             if t.restricted {
-                if self.refused.insert(s.pid) {
+                let key = (s.app, s.cgroup.clone());
+                if self.refused.insert(key.clone()) {
                     out.push(Action::Refused(s));
                 }
+                seen.insert(key);
                 continue;
             }
             let leaf = t.dir.join(cgsplit_core::scope::GAME_LEAF);
@@ -253,6 +260,7 @@ impl Adopter {
                 Err(e) => out.push(Action::Failed(s, e)),
             }
         }
+        self.refused.retain(|k| seen.contains(k));
         out
     }
 }
@@ -269,7 +277,7 @@ pub fn describe(a: &Action, unit: &str) -> String {
     match a {
         Action::Adopted(s) => format!("{unit}: adopted {} into game/", what(s)),
         Action::Refused(s) => format!(
-            "{unit}: not adopting {}: it started outside game/, so its network was not \
+            "{unit}: not adopting {} nor other processes of the game there: it started outside game/, so its network was not \
              filtered from the start and moving it cannot enforce the restricted network \
              policy; run the game through the cgsplit compatibility tool (the shim joins \
              game/ inside the container before the game starts)",

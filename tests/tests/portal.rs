@@ -143,12 +143,14 @@ fn setup() -> Option<(Testbed, Setup)> {
 /// The script's preamble: install, mask the document portal, write
 /// `config`, `cgsplit up` (grants `games.slice`), grant OUT; `RUN` runs a
 /// command in a new Steam sandbox with `SteamAppId=620`.
-fn preamble(s: &Setup, config: &str) -> String {
+fn preamble(s: &Setup, config: &str, before_up: &str) -> String {
     format!(
         r#"set -u
 out={out}
+{host_fns}
 {install}
 systemctl --user mask xdg-document-portal.service >/dev/null 2>&1 || exit 94
+{before_up}
 C="$CGSPLIT_BIN/cgsplit"
 mkdir -p $HOME/.config/cgsplit && printf '{config}' > $HOME/.config/cgsplit/config.toml
 "$C" up >$HOME/up.out 2>$HOME/up.err || {{ cat $HOME/up.err >&2; exit 91; }}
@@ -157,7 +159,6 @@ SCOPE=$SLICE/cgsplit-620.scope
 echo "scope=${{SCOPE#/sys/fs/cgroup}}"
 flatpak --user override --filesystem="$out" {app} || exit 92
 RUN() {{ {run} "$@"; }}
-{host_fns}
 "#,
         out = sh(&s.out),
         install = s.kit.install_script(),
@@ -272,7 +273,7 @@ systemctl --user mask flatpak-portal.service >/dev/null 2>&1
 systemctl --user stop flatpak-portal.service >/dev/null 2>&1
 launch D cgsplit-shim -- fake-pressure-vessel -- /app/bin/game $out D $SLICE
 "#,
-        pre = preamble(&s, "[games.620]\\n"),
+        pre = preamble(&s, "[games.620]\\n", ""),
     );
     let out = bed.system_bus().timeout_secs(90).run_sh(&script);
     let watch_log = s.out.join("watch.log");
@@ -350,4 +351,96 @@ launch D cgsplit-shim -- fake-pressure-vessel -- /app/bin/game $out D $SLICE
         assert!(ms < 2000, "{t}: Spawn took {ms} ms\n{}", r.diag);
         eprintln!("{t}: Spawn returned in {ms} ms");
     }
+}
+
+/// A private system bus whose policy includes the helper's shipped one.
+fn netd_bus_config(dir: &Path) -> PathBuf {
+    let policy = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../netd/dbus/io.github.cgsplit.Netd1.conf")
+        .canonicalize()
+        .expect("netd/dbus/io.github.cgsplit.Netd1.conf");
+    let conf = dir.join("system-bus.conf");
+    fs::write(
+        &conf,
+        format!(
+            r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <include>/usr/share/dbus-1/system.conf</include>
+  <include>{}</include>
+</busconfig>
+"#,
+            policy.display()
+        ),
+    )
+    .unwrap();
+    conf
+}
+
+#[test]
+fn localhost_game_that_only_adoption_could_place_is_refused() {
+    let Some((bed, s)) = setup() else { return };
+    cgsplit_tests::bins::bin("cgsplit-netd");
+    let conf = netd_bus_config(s._tmp.path());
+    let script = format!(
+        r#"{pre}
+"$C" watch >$HOME/watch.log 2>&1 & w=$!
+wait_for grep -q watching $HOME/watch.log
+echo "policy=$(getfattr --absolute-names -n user.cgsplit.policy --only-values "$SCOPE")"
+# L: the game alone through the portal: the watcher must not adopt it.
+launch L fake-pressure-vessel -- /app/bin/game $out L $SLICE 30
+kill $w; cp $HOME/watch.log $out/watch.log
+# S: the shim inside the subsandbox (innermost) places the game itself.
+launch S fake-pressure-vessel -- cgsplit-shim -- /app/bin/game $out S $SLICE
+"#,
+        pre = preamble(
+            &s,
+            "[games.620]\\nnetwork = \"localhost\"\\n",
+            "wait_for busctl --system status io.github.cgsplit.Netd1 >/dev/null 2>&1 || exit 95",
+        ),
+    );
+    let out = bed
+        .system_bus_config(&conf)
+        .net()
+        .root_daemon(
+            r#"exec "$CGSPLIT_BIN/cgsplit-netd" --bpffs /run/cgsplit-bpf serve >/run/netd.log 2>&1"#,
+        )
+        .timeout_secs(90)
+        .run_sh(&script);
+    let watch_log = s.out.join("watch.log");
+    let r = Report::new(&out, &[("watch.log", &watch_log)]);
+    assert!(out.status.success(), "{:?}\n{}", out.status, r.diag);
+    assert_eq!(r.get("policy"), "localhost", "{}", r.diag);
+    let steam_scope = r.get("L.steam_scope").to_owned();
+    let (cg, in_game) = r.launch("L");
+    assert!(is_subsandbox(&cg, &steam_scope), "L: {cg}\n{}", r.diag);
+    assert!(!in_game, "not adopted\n{}", r.diag);
+    assert_eq!(r.word("L.end", "end"), cg, "still outside after 1.5 s");
+    let pid = r.get("L.hostpid");
+    let log = fs::read_to_string(&watch_log).unwrap_or_default();
+    let line = log
+        .lines()
+        .find(|l| l.contains(&format!("not adopting pid {pid} (game) in ")))
+        .unwrap_or_else(|| panic!("no refusal for pid {pid}\n{}", r.diag));
+    assert!(
+        line.contains("cannot enforce the restricted network policy")
+            && line.contains("cgsplit compatibility tool"),
+        "{line}"
+    );
+    assert_eq!(
+        log.matches(&format!("{cg} (SteamAppId=620)")).count(),
+        1,
+        "one report for the subsandbox, not one per child process\n{}",
+        r.diag
+    );
+    assert!(!log.contains("adopted pid"), "nothing adopted\n{}", r.diag);
+    assert!(r.spawn_ms("L") < 2000, "{}", r.diag);
+
+    // S: with the shim innermost, the game runs in the filtered game/.
+    let leaf = format!("{}/game", r.get("scope"));
+    let (cg, in_game) = r.launch("S");
+    assert_eq!(cg, leaf, "S\n{}", r.diag);
+    assert!(in_game, "{}", r.diag);
+    assert_eq!(r.word("S.pid", "start"), leaf, "joined before the game ran");
+    assert!(r.spawn_ms("S") < 2000, "{}", r.diag);
 }
