@@ -92,19 +92,26 @@ pub fn ensure_user(name: &str) -> (u32, u32) {
         };
         Some((id("-u")?, id("-g")?))
     };
-    if let Some(ids) = lookup() {
-        return ids;
+    // Parallel tests may race to create it: useradd exits 9 when another
+    // won, 10 while another holds the lock on /etc/passwd (possible on a
+    // fresh CI machine, where no test user exists yet); retry until it exists.
+    for _ in 0..50 {
+        if let Some(ids) = lookup() {
+            return ids;
+        }
+        let st = Command::new("useradd")
+            .args([
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                name,
+            ])
+            .status();
+        if matches!(st.map(|s| s.code()), Ok(Some(10))) {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
     }
-    // Parallel tests may race to create it; whoever loses finds it after.
-    let _ = Command::new("useradd")
-        .args([
-            "--system",
-            "--no-create-home",
-            "--shell",
-            "/usr/sbin/nologin",
-            name,
-        ])
-        .status();
     lookup().unwrap_or_else(|| panic!("cannot create test user {name}"))
 }
 
