@@ -170,7 +170,12 @@ fn launch(inv: &Invocation) -> ! {
         // sees the whole launch end.
         inv.kill_steam = false;
     } else {
-        let app = target.as_ref().ok().and_then(|t| t.app).or(inv.app);
+        let app = target
+            .as_ref()
+            .ok()
+            .and_then(|t| t.app)
+            .or(inv.app)
+            .or_else(|| target::app_id_from_env(|k| std::env::var_os(k)).ok());
         inv.command = match outermost(&inv, app) {
             Ok(c) => c,
             Err(refusal) => {

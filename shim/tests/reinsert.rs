@@ -93,6 +93,21 @@ fn a_relative_argv0_is_replaced_by_proc_self_exe() {
 }
 
 #[test]
+fn the_app_id_from_the_environment_is_forwarded() {
+    // Also when no leaf is found (no scope provisioned here): a container
+    // that drops Steam's variables must not lose it.
+    let w = Wrappers::new();
+    let entry = w.path("_v2-entry-point");
+    let out = run(shim(["--", &entry, "--", "game"]).env("SteamAppId", "4000000001"));
+    assert_eq!(
+        out.stdout(),
+        format!("-- {SHIM} --app 4000000001 --inner -- game\n"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
 fn options_forwarded_and_kill_steam_kept_by_the_outer_instance() {
     let w = Wrappers::new();
     let entry = w.path("_v2-entry-point");
