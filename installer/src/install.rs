@@ -867,10 +867,15 @@ fn plan_tool_removal(plan: &mut Plan, st: &mut State, dirs: &[PathBuf]) -> Resul
         let users = st.launch.iter().filter(|r| r.root == root_s).count()
             + st.compat.iter().filter(|r| r.root == root_s).count();
         if users > 0 {
-            println!(
-                "Compatibility tool: {} kept ({users} other game(s) still use it)",
-                dir.display()
-            );
+            // One line per root, not per entry directory.
+            if dirs.iter().position(|d| d.parent() == dir.parent())
+                == dirs.iter().position(|d| d == dir)
+            {
+                println!(
+                    "Compatibility tools in {} kept ({users} other game(s) still use them)",
+                    dir.parent().unwrap_or(dir).display()
+                );
+            }
             continue;
         }
         st.tools.retain(|t| *t != d);
