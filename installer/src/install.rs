@@ -1214,16 +1214,17 @@ pub fn list(o: &Options) -> Result<()> {
     for r in &roots {
         let pipes = steam_dir::pipe_candidates(&o.home, None, &r.path);
         let running = steam_dir::steam_running(&pipes).ok().flatten().is_some();
-        let tool = tool_dir(&r.path)
-            .join(compat_tool::COMPATIBILITYTOOL_VDF)
-            .exists();
+        let tools: Vec<String> = own_tool_dirs(&r.path)
+            .iter()
+            .filter_map(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect();
         let via: Vec<String> = r.via.iter().map(|v| v.display().to_string()).collect();
         let mut notes = vec![r.kind.to_owned(), format!("via {}", via.join(", "))];
         if running {
             notes.push("Steam running".into());
         }
-        if tool {
-            notes.push("cgsplit tool installed".into());
+        if !tools.is_empty() {
+            notes.push(format!("cgsplit tools: {}", tools.join(",")));
         }
         let users = std::fs::read(r.path.join("config/loginusers.vdf"))
             .ok()

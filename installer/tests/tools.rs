@@ -335,6 +335,14 @@ fn one_entry_per_runtime_and_proton_with_warnings_then_uninstall_removes_all() {
         );
     }
 
+    let list = t.run(&["--list"]);
+    assert!(
+        String::from_utf8_lossy(&list.stdout).contains(
+            "cgsplit tools: cgsplit,cgsplit-ge-proton9-20,cgsplit-proton-7-0,cgsplit-proton-9-0-beta,cgsplit-sniper,cgsplit-soldier"
+        ),
+        "{}",
+        String::from_utf8_lossy(&list.stdout)
+    );
     // A second install changes nothing.
     let again = t.run(&["--game", "620", "--shim", &shim]);
     assert!(again.status.success());
