@@ -234,7 +234,8 @@ launch d "$root/steamapps:"{lib2}/steamapps {game2dir} {game2} PRESSURE_VESSEL_F
 "$CGSPLIT_BIN/cgsplit" release --app 620 >/dev/null 2>&1
 "#,
         out = sh(&out_dir),
-        steam = sh(Path::new(env!("CARGO_BIN_EXE_fake-steam"))),
+        // The path the test uid sees inside the testbed (not the checkout's).
+        steam = sh(&cgsplit_tests::bins::testbed_bin("fake-steam")),
         root = sh(&root),
         plain = sh(&plain),
         entry = sh(&entry),
