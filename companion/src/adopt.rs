@@ -16,7 +16,9 @@
 //! `STEAM_COMPAT_APP_ID=N`, both set by Steam for everything it launches —
 //! Steam compatibility tool interface), read from `/proc/<pid>/environ` where
 //! readable, else from a command-line word `AppId=N` (Steam's `reaper
-//! SteamLaunch AppId=N --`). Each is moved by writing its host pid to the
+//! SteamLaunch AppId=N --`). That includes launch helpers in Steam's own
+//! scope (the reaper, pressure-vessel's wrapper), which carry the same id;
+//! the Steam client has none. Each is moved by writing its host pid to the
 //! game's `game/cgroup.procs` ([`crate::cgroupfs::move_pid`]); both cgroups
 //! are in the user's delegated `user@<uid>.service` subtree, so the kernel
 //! allows it (cgroup-v2.rst "Delegation Containment").
