@@ -303,3 +303,31 @@ impl Kit {
         s
     }
 }
+
+/// Where `scripts/setup` builds the static pressure-vessel stand-in
+/// (`tests/src/bin/fake-pressure-vessel.rs`), relative to the target directory.
+pub const STATIC_PRESSURE_VESSEL: &str = "x86_64-unknown-linux-gnu/debug/fake-pressure-vessel";
+
+/// The static `fake-pressure-vessel` (it relaunches a command through the
+/// flatpak portal's `Spawn`), if built. Otherwise prints `skipping: …` and
+/// returns `None`, or panics when `CI` is set.
+pub fn pressure_vessel_or_skip() -> Option<PathBuf> {
+    let target = crate::bins::target_dir();
+    let p = target
+        .parent()
+        .unwrap_or(&target)
+        .join(STATIC_PRESSURE_VESSEL);
+    if p.is_file() {
+        return Some(p);
+    }
+    let reason = format!(
+        "{} is not built (scripts/setup builds it: cargo build -p cgsplit-tests --bin \
+         fake-pressure-vessel --target x86_64-unknown-linux-gnu with +crt-static)",
+        p.display()
+    );
+    if std::env::var_os(testbed::CI_VAR).is_some() {
+        panic!("{reason}, and CI is set: failing instead of skipping");
+    }
+    eprintln!("skipping: {reason}");
+    None
+}

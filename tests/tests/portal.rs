@@ -35,9 +35,6 @@ use cgsplit_tests::testbed::{self, Testbed, sh};
 
 const APP: &str = "com.valvesoftware.Steam";
 
-/// Where `scripts/setup` builds the static stand-in, relative to the target dir.
-const STATIC_PV: &str = "x86_64-unknown-linux-gnu/debug/fake-pressure-vessel";
-
 /// The game: `game OUT TAG SLICE [WAIT]`. Records its pid, its cgroup at
 /// start, whether `games.slice` is visible; then, if WAIT is set, waits up
 /// to WAIT × 50 ms for its cgroup to become a `game` leaf (adoption); records
@@ -78,24 +75,6 @@ launch() { tag=$1; shift
 }
 "#;
 
-fn static_pv_or_skip() -> Option<PathBuf> {
-    let target = cgsplit_tests::bins::target_dir();
-    let p = target.parent().unwrap_or(&target).join(STATIC_PV);
-    if p.is_file() {
-        return Some(p);
-    }
-    let reason = format!(
-        "{} is not built (scripts/setup builds it: cargo build -p cgsplit-tests --bin \
-         fake-pressure-vessel --target x86_64-unknown-linux-gnu with +crt-static)",
-        p.display()
-    );
-    if std::env::var_os(testbed::CI_VAR).is_some() {
-        panic!("{reason}, and CI is set: failing instead of skipping");
-    }
-    eprintln!("skipping: {reason}");
-    None
-}
-
 struct Setup {
     _tmp: tempfile::TempDir,
     kit: Kit,
@@ -105,7 +84,7 @@ struct Setup {
 fn setup() -> Option<(Testbed, Setup)> {
     let bed = Testbed::or_skip()?;
     let shim = testbed::static_shim_or_skip()?;
-    let pv = static_pv_or_skip()?;
+    let pv = cgsplit_tests::flatpak::pressure_vessel_or_skip()?;
     if !Kit::available_or_skip() {
         return None;
     }
