@@ -31,13 +31,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::Output;
 
-use cgsplit_tests::flatpak::{App, Kit, Runtime};
+use cgsplit_tests::flatpak::{self, App, Kit, Runtime};
 use cgsplit_tests::testbed::{self, Testbed, sh};
 
 const APP: &str = "com.valvesoftware.Steam";
-
-/// Where `scripts/setup` builds the static stand-in, relative to the target dir.
-const STATIC_PV: &str = "x86_64-unknown-linux-gnu/debug/fake-pressure-vessel";
 
 /// The game: `game OUT TAG`. Records its pid and cgroup, then stays until
 /// the host has looked (`TAG.seen`, at most 10 s).
@@ -46,24 +43,6 @@ out=$1; tag=$2
 echo "pid=$$ cgroup=$(sed -n 's/^0:://p' /proc/self/cgroup) appid=$SteamAppId" > "$out/$tag.game"
 j=0; until [ -e "$out/$tag.seen" ] || [ $j -ge 200 ]; do j=$((j+1)); sleep 0.05; done
 "#;
-
-fn static_pv_or_skip() -> Option<PathBuf> {
-    let target = cgsplit_tests::bins::target_dir();
-    let p = target.parent().unwrap_or(&target).join(STATIC_PV);
-    if p.is_file() {
-        return Some(p);
-    }
-    let reason = format!(
-        "{} is not built (scripts/setup builds it: cargo build -p cgsplit-tests --bin \
-         fake-pressure-vessel --target x86_64-unknown-linux-gnu with +crt-static)",
-        p.display()
-    );
-    if std::env::var_os(testbed::CI_VAR).is_some() {
-        panic!("{reason}, and CI is set: failing instead of skipping");
-    }
-    eprintln!("skipping: {reason}");
-    None
-}
 
 fn vars(out: &Output) -> HashMap<String, String> {
     String::from_utf8_lossy(&out.stdout)
@@ -81,7 +60,7 @@ fn vars(out: &Output) -> HashMap<String, String> {
 fn three_launches(config: &str, shim_opts: &str, netd: bool) -> Option<HashMap<String, String>> {
     let bed = Testbed::or_skip()?;
     let shim = testbed::static_shim_or_skip()?;
-    let pv = static_pv_or_skip()?;
+    let pv = flatpak::pressure_vessel_or_skip()?;
     if !Kit::available_or_skip() {
         return None;
     }
