@@ -121,3 +121,105 @@ cat $HOME/watch.log >&2
         );
     }
 }
+
+#[test]
+fn watcher_refuses_to_adopt_a_localhost_game_from_a_systemd_run_scope() {
+    let Some(bed) = Testbed::or_skip() else {
+        return;
+    };
+    for b in ["cgsplit", "cgsplit-netd"] {
+        cgsplit_tests::bins::bin(b);
+    }
+    let policy = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../netd/dbus/io.github.cgsplit.Netd1.conf")
+        .canonicalize()
+        .expect("netd/dbus/io.github.cgsplit.Netd1.conf");
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("system-bus.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <include>/usr/share/dbus-1/system.conf</include>
+  <include>{}</include>
+</busconfig>
+"#,
+            policy.display()
+        ),
+    )
+    .unwrap();
+    let script = format!(
+        r#"set -u
+cat > $HOME/game.sh <<'EOF'
+{GAME}
+EOF
+wait_for() {{ i=0; until "$@"; do i=$((i+1)); [ $i -ge 200 ] && return 1; sleep 0.05; done; }}
+wait_for busctl --system status io.github.cgsplit.Netd1 >/dev/null 2>&1 || exit 95
+C="$CGSPLIT_BIN/cgsplit"
+mkdir -p $HOME/.config/cgsplit && printf '[games.620]\nnetwork = "localhost"\n' > $HOME/.config/cgsplit/config.toml
+"$C" up --no-flatpak >/dev/null 2>$HOME/up.err || {{ cat $HOME/up.err >&2; exit 91; }}
+LEAF=/sys/fs/cgroup/user.slice/user-$TESTBED_UID.slice/user@$TESTBED_UID.service/games.slice/cgsplit-620.scope/game
+echo "leaf_exists=$(test -d $LEAF && echo yes)"
+"$C" watch >$HOME/watch.log 2>&1 & w=$!
+wait_for grep -q watching $HOME/watch.log || exit 92
+SteamAppId=620 systemd-run --user --scope --quiet sh $HOME/game.sh N 30 & n=$!
+wait_for test -e $HOME/N.end || echo "N.timeout=1"
+p=$(cut -d' ' -f1 $HOME/N.start)
+echo "N.pid=$p"
+echo "N.start=$(cut -d' ' -f2 $HOME/N.start)"
+echo "N.end=$(cut -d' ' -f1 $HOME/N.end)"
+echo "N.in_game=$(grep -cx "$p" $LEAF/cgroup.procs)"
+touch $HOME/N.seen
+wait $n
+kill $w
+cat $HOME/watch.log >&2
+"#
+    );
+    let out = bed
+        .system_bus_config(&conf)
+        .net()
+        .root_daemon(
+            r#"exec "$CGSPLIT_BIN/cgsplit-netd" --bpffs /run/cgsplit-bpf serve >/run/netd.log 2>&1"#,
+        )
+        .timeout_secs(60)
+        .run_sh(&script);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    let diag = format!("stdout:\n{stdout}\nstderr:\n{log}");
+    assert!(out.status.success(), "{:?}\n{diag}", out.status);
+    let v: HashMap<&str, &str> = stdout.lines().filter_map(|l| l.split_once('=')).collect();
+    let get = |k: &str| *v.get(k).unwrap_or_else(|| panic!("no {k}=\n{diag}"));
+    assert_eq!(get("leaf_exists"), "yes", "the helper attached the filter");
+    assert!(!v.contains_key("N.timeout"), "{diag}");
+    // Not adopted: the game's pid stayed in its systemd-run scope.
+    assert_eq!(get("N.in_game"), "0", "{diag}");
+    assert_eq!(get("N.end"), get("N.start"), "{diag}");
+    let scope = get("N.start").rsplit('/').next().unwrap();
+    assert!(
+        scope.starts_with("run-") && scope.ends_with(".scope"),
+        "{diag}"
+    );
+    assert!(!log.contains("adopted pid"), "{diag}");
+    // Refused once for its scope, naming a pid there and the fix.
+    let refusals: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("not adopting pid"))
+        .collect();
+    let here: Vec<&&str> = refusals
+        .iter()
+        .filter(|l| l.contains(&format!("{} (SteamAppId=620)", get("N.start"))))
+        .collect();
+    assert_eq!(
+        here.len(),
+        1,
+        "one report for the scope, not one per child\n{diag}"
+    );
+    assert!(
+        here[0].contains(&format!("not adopting pid {} ", get("N.pid")))
+            && here[0].contains("cannot enforce the restricted network policy")
+            && here[0].contains("cgsplit compatibility tool"),
+        "{diag}"
+    );
+}
