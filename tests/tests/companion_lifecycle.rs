@@ -262,6 +262,11 @@ fn up_resets_a_failed_scope_name() {
     let Some(out) = run(r#"
         printf '[games.620]\n' > "$CFG"
         systemd-run --user --quiet --scope --unit=cgsplit-620.scope -p RuntimeMaxSec=200ms sleep 30 2>/dev/null
+        # The unit may still be `deactivating` for a moment before `failed`.
+        for i in $(seq 100); do
+            [ "$(systemctl --user is-active cgsplit-620.scope)" = deactivating ] || break
+            sleep 0.05
+        done
         echo "before=$(systemctl --user is-active cgsplit-620.scope)"
         "$CGSPLIT" up --no-flatpak >$HOME/out 2>&1; echo "rc=$?"
         echo "out=$(grep 620 $HOME/out)"
