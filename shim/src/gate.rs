@@ -126,13 +126,15 @@ pub fn before_join(inv: &Invocation, target: &Result<Target, String>) -> Result<
 /// Joins the leaf (item 3) and proves the filter (item 4), in the process
 /// that will exec the game. Fail-open problems are printed here.
 ///
-/// The inner instance (`--inner`, [`crate::reinsert`]) first checks whether
-/// it is in `game/` already ([`already_in`]) and then writes nothing: on
-/// native Steam pressure-vessel's container is a descendant of the outer
-/// shim, which joined, and its `/sys` is read-only, so the write would fail
-/// with `EROFS` for no reason. An inner instance that is not in `game/` was
-/// moved out by Steam's wrapper; it joins, and a failure is said with that
-/// context (warning, or a refusal under a restricted `--network`).
+/// Every instance first checks whether it is in `game/` already
+/// ([`already_in`]) and then writes nothing: on native Steam
+/// pressure-vessel's container is a descendant of a shim that joined
+/// outside it (launch options), and its `/sys` is read-only, so the write
+/// of the inner copy ([`crate::reinsert`]) or of the compatibility tool's
+/// shim would fail with `EROFS` for no reason (and refuse the game under
+/// `--network`). The inner copy that is not in `game/` was moved out by
+/// Steam's wrapper; it joins, and a failure is said with that context
+/// (warning, or a refusal under a restricted `--network`).
 pub fn join_and_prove(
     inv: &Invocation,
     target: &Result<Target, String>,
@@ -142,7 +144,7 @@ pub fn join_and_prove(
         .network
         .as_ref()
         .is_some_and(NetworkPolicy::is_restricted);
-    let already = inv.inner && already_in(target, uid, inv.app);
+    let already = already_in(target, uid, inv.app);
     let t = match target {
         Ok(t) => t,
         Err(_) if already => return Ok(()),

@@ -221,7 +221,7 @@ fn outermost(inv: &Invocation, app: Option<cgsplit_core::AppId>) -> Result<Vec<O
         }
     }
     let (command, problem) = match plan {
-        Plan::Keep => (inv.command.clone(), None),
+        Plan::Keep | Plan::AlreadyInside => (inv.command.clone(), None),
         Plan::Unknown(why) => (
             inv.command.clone(),
             Some(format!("{why}; the shim stays outermost")),

@@ -81,7 +81,16 @@ pub enum Plan {
     },
     /// A shape the shim does not follow: stay outermost; the text says why.
     Unknown(String),
+    /// cgsplit already runs right after the innermost relaunching wrapper
+    /// (its compatibility tool's shim or Proton launcher, [`CGSPLIT_PROGRAMS`]):
+    /// nothing to insert.
+    AlreadyInside,
 }
+
+/// File names of cgsplit's own programs that join `game/` when they run:
+/// the shim, and the launcher of the installer's "cgsplit + Proton" entries
+/// (`cgsplit-install`'s `compat_tool::CHAIN`), which runs the shim.
+pub const CGSPLIT_PROGRAMS: [&str; 2] = [cgsplit_core::launch::SHIM_NAME, "cgsplit-chain"];
 
 /// The plan for `command` (the launch-option form's command, program first).
 /// Non-UTF-8 words are matched lossily; only program names and `--` matter.
@@ -97,6 +106,13 @@ pub fn plan(command: &[OsString]) -> Plan {
         ));
     }
     match (c.insert_at, c.stray) {
+        (Some(at), None)
+            if words
+                .get(at)
+                .is_some_and(|w| CGSPLIT_PROGRAMS.contains(&w.rsplit('/').next().unwrap_or(w))) =>
+        {
+            Plan::AlreadyInside
+        }
         (Some(at), stray) => {
             let wrapper = c
                 .wrappers
@@ -192,6 +208,9 @@ pub fn scope_var_line(var: &str, what: &str, plan: &Plan, compat: bool) -> Strin
                 "cgsplit-shim re-inserts itself after Steam's wrapper so the game joins game/ \
                  again"
                     .to_owned()
+            }
+            Plan::AlreadyInside => {
+                "cgsplit's compatibility tool runs after it and joins game/ from there".to_owned()
             }
             Plan::Keep | Plan::Unknown(_) => {
                 "the shim is not re-inserted after it, so only the companion's adoption can move \
@@ -371,6 +390,45 @@ mod tests {
                 "/g/game"
             ])
         );
+    }
+
+    #[test]
+    fn nothing_to_insert_when_cgsplit_already_runs_inside() {
+        // The installer's tool entries: the runtime is the outer tool, so
+        // `%command%` already has cgsplit right after the entry point.
+        for next in [
+            "/home/ü/.local/share/Steam/compatibilitytools.d/cgsplit-sniper/cgsplit-shim",
+            "/s/compatibilitytools.d/cgsplit-proton-9-0/cgsplit-chain",
+        ] {
+            let cmd = [
+                REAPER,
+                "SteamLaunch",
+                "AppId=1",
+                "--",
+                SNIPER,
+                "--verb=waitforexitandrun",
+                "--",
+                next,
+                "compat",
+                "waitforexitandrun",
+                "--",
+                "/g/game",
+            ];
+            assert_eq!(plan(&os(&cmd)), Plan::AlreadyInside, "{next}");
+        }
+        // Not when a stray wrapper follows (then it is the unknown shape's turn).
+        let cmd = [SLW, "--", SHIM, "--", SNIPER, "--", "/g/game"];
+        assert!(matches!(
+            plan(&os(&cmd)),
+            Plan::Insert { stray: Some(4), .. }
+        ));
+        let l = scope_var_line(
+            "PRESSURE_VESSEL_SYSTEMD_SCOPE",
+            "x",
+            &Plan::AlreadyInside,
+            false,
+        );
+        assert!(l.contains("compatibility tool runs after it"), "{l}");
     }
 
     #[test]

@@ -135,14 +135,9 @@ impl SteamTree {
 
     /// The shell lines that start the game the way Steam does, with `env`
     /// (`K=V …`) in front: `case` names the report, log and status files.
-    /// `runtime`: the game uses the Steam Linux Runtime (a compatibility tool
-    /// whose entry point is the container stand-in).
-    fn launch(&self, case: &str, env: &str, localconfig: &str, runtime: bool) -> String {
-        let tool = if runtime {
-            format!(" --tool {}", sh(&self.runtime))
-        } else {
-            String::new()
-        };
+    /// `tool`: fake-steam's compatibility-tool options ([`SteamTree::runtime_tool`],
+    /// [`SteamTree::cgsplit_tool`]), or empty.
+    fn launch(&self, case: &str, env: &str, localconfig: &str, tool: &str) -> String {
         format!(
             "{env} FAKE_GAME_REPORT=\"$out/report.{case}\" {steam} --localconfig {localconfig} \
              --app 620 --reaper {reaper}{tool} -- {game} 'a b' '' >\"$out/launch.{case}.log\" 2>&1; \
@@ -151,6 +146,34 @@ impl SteamTree {
             steam = sh(&bin_in_testbed("fake-steam")),
             reaper = sh(&self.reaper),
             game = sh(&self.game),
+        )
+    }
+
+    /// fake-steam's options for a game that uses the Steam Linux Runtime (a
+    /// compatibility tool whose entry point is the container stand-in).
+    fn runtime_tool(&self) -> String {
+        format!(" --tool {}", sh(&self.runtime))
+    }
+
+    /// fake-steam's options for cgsplit's own compatibility tool `name`
+    /// (`compatibilitytools.d/<name>/`, a copy of the shim, `commandline`
+    /// `/cgsplit-shim FLAGS compat %verb% --`) requiring the runtime, as the
+    /// installer renders it: the runtime is the outer tool, so the
+    /// compatibility tool's shim runs inside the container.
+    fn cgsplit_tool(&self, name: &str, flags: &str) -> String {
+        let dir = self.root.join("compatibilitytools.d").join(name);
+        copy_exec(&self.shim, &dir.join("cgsplit-shim"));
+        fs::write(
+            dir.join("toolmanifest.vdf"),
+            format!(
+                "\"manifest\"\n{{\n\t\"version\"\t\t\"2\"\n\t\"commandline\"\t\t\"/cgsplit-shim {flags} compat %verb% --\"\n\t\"require_tool_appid\"\t\t\"1628350\"\n}}\n"
+            ),
+        )
+        .unwrap();
+        format!(
+            " --tool {} --library-tool 1628350={}",
+            sh(&dir),
+            sh(&self.runtime)
         )
     }
 
@@ -207,6 +230,8 @@ fn launch_options_follow_wrappers_that_relaunch_the_game() {
     // reaper → runtime entry point → game.
     let plain = t.options("plain", &format!("{shim} -- %command%"));
     let out = sh(&t.out);
+    let rt = t.runtime_tool();
+    let compat = t.cgsplit_tool("cgsplit-sniper", "");
 
     let mut script = format!(
         r#"set -u
@@ -219,38 +244,46 @@ mkdir -p "$HOME/.steam" && mkfifo "$HOME/.steam/steam.pipe"
 cat <>"$HOME/.steam/steam.pipe" >"$out/pipe.slw" & reader=$!
 "#
     );
-    script += &t.launch("slw", "STEAM_LAUNCH_WRAPPER_SCOPE=1", &slw_kill, false);
+    script += &t.launch("slw", "STEAM_LAUNCH_WRAPPER_SCOPE=1", &slw_kill, "");
     script += "sleep 0.3; kill $reader\n";
     script += &t.launch(
         "slw-noreinsert",
         "STEAM_LAUNCH_WRAPPER_SCOPE=1",
         &slw_plain,
-        false,
+        "",
     );
     script += &t.launch(
         "container",
         "PRESSURE_VESSEL_FILESYSTEMS_RW=\"$out\"",
         &plain,
-        true,
+        &rt,
     );
     script += &t.launch(
         "container-pidns",
         "PRESSURE_VESSEL_FILESYSTEMS_RW=\"$out\" PRESSURE_VESSEL_SHARE_PID=0",
         &plain,
-        true,
+        &rt,
     );
     script += &t.launch(
         "container-scope",
         "PRESSURE_VESSEL_FILESYSTEMS_RW=\"$out\" PRESSURE_VESSEL_SYSTEMD_SCOPE=1",
         &plain,
-        true,
+        &rt,
     );
     // Issue 7 item 3: the scope directory shared read-write into the container.
     script += &t.launch(
         "container-scope-rw",
         "PRESSURE_VESSEL_FILESYSTEMS_RW=\"$out:/sys/fs/cgroup$scope\" PRESSURE_VESSEL_SYSTEMD_SCOPE=1",
         &plain,
-        true,
+        &rt,
+    );
+    // Launch options and cgsplit's own tool entry (runtime outermost): the
+    // outer shim inserts nothing, the tool's shim in the container is silent.
+    script += &t.launch(
+        "compat",
+        "PRESSURE_VESSEL_FILESYSTEMS_RW=\"$out\"",
+        &plain,
+        &compat,
     );
     // The premise: inside the container stand-in, cgroup.procs cannot be written.
     script += &format!(
@@ -351,6 +384,22 @@ cat <>"$HOME/.steam/steam.pipe" >"$out/pipe.slw" & reader=$!
             t.show(case, &run)
         );
     }
+    // cgsplit's tool entry runs right after the entry point: nothing inserted,
+    // and its shim, already in game/ in the read-only container, is silent.
+    let case = "compat";
+    assert_eq!(t.read("rc.compat"), "0\n", "{}", t.show(case, &run));
+    assert_eq!(t.game_cgroup(case, &run), leaf, "{}", t.show(case, &run));
+    assert_eq!(
+        t.shim_lines(case),
+        Vec::<String>::new(),
+        "{}",
+        t.show(case, &run)
+    );
+    assert!(
+        !t.read("launch.compat.log").contains("--inner"),
+        "{}",
+        t.show(case, &run)
+    );
     let pid = |case: &str| field(game_line(&t.read(&format!("report.{case}"))), "pid").to_owned();
     assert_ne!(pid("container"), "2");
     assert_eq!(pid("container-pidns"), "2", "a pid namespace of its own");
@@ -453,10 +502,13 @@ printf '[games.620]\nnetwork = "localhost"\n' >"$HOME/.config/cgsplit/config.tom
 "#
     );
     let rw = "PRESSURE_VESSEL_FILESYSTEMS_RW=\"$out\"";
-    script += &t.launch("net-container", rw, &closed, true);
+    let rt = t.runtime_tool();
+    let compat = t.cgsplit_tool("cgsplit-sniper-net", "--network localhost");
+    script += &t.launch("net-container", rw, &closed, &rt);
+    script += &t.launch("net-compat", rw, &closed, &compat);
     let moved = format!("{rw} PRESSURE_VESSEL_SYSTEMD_SCOPE=1");
-    script += &t.launch("net-moved", &moved, &closed, true);
-    script += &t.launch("net-moved-outer", &moved, &closed_outer, true);
+    script += &t.launch("net-moved", &moved, &closed, &rt);
+    script += &t.launch("net-moved-outer", &moved, &closed_outer, &rt);
     script += "\"$CGSPLIT_BIN/cgsplit\" down >/dev/null 2>&1\n";
     let run = bed
         .system_bus_config(&conf)
@@ -479,6 +531,23 @@ printf '[games.620]\nnetwork = "localhost"\n' >"$HOME/.config/cgsplit/config.tom
     assert!(
         cg.ends_with("/games.slice/cgsplit-620.scope/game"),
         "{cg}\n{}",
+        t.show(case, &run)
+    );
+    assert_eq!(
+        t.shim_lines(case),
+        Vec::<String>::new(),
+        "{}",
+        t.show(case, &run)
+    );
+
+    // With cgsplit's tool entry carrying the policy too: its shim in the
+    // read-only container is in game/ already and proves the filter there.
+    let case = "net-compat";
+    assert_eq!(t.read("rc.net-compat"), "0\n", "{}", t.show(case, &run));
+    assert!(
+        t.game_cgroup(case, &run)
+            .ends_with("/games.slice/cgsplit-620.scope/game"),
+        "{}",
         t.show(case, &run)
     );
     assert_eq!(
