@@ -77,7 +77,12 @@ pub fn join(leaf: &Path) -> Result<(), JoinError> {
 /// reader's pid namespace (cgroup-v2.rst, "cgroup.procs"), so this holds in
 /// a container with a pid namespace of its own too, and it needs only read
 /// access: it works where `/sys` is mounted read-only (pressure-vessel).
+/// A `leaf` that is not on cgroup2 (a plain directory given with `--scope`)
+/// holds nobody.
 pub fn is_member(leaf: &Path) -> std::io::Result<bool> {
+    if statfs(leaf)?.filesystem_type() != CGROUP2_SUPER_MAGIC {
+        return Ok(false);
+    }
     let me = std::process::id().to_string();
     let text = std::fs::read_to_string(leaf.join(PROCS))?;
     Ok(text.lines().any(|l| l.trim() == me))
@@ -186,6 +191,14 @@ mod tests {
         );
         // Nothing was written.
         assert_eq!(std::fs::read(leaf.join(PROCS)).unwrap(), b"");
+    }
+
+    #[test]
+    fn a_plain_file_listing_our_pid_is_no_membership() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(PROCS), format!("{}\n", std::process::id())).unwrap();
+        assert!(!is_member(dir.path()).unwrap());
+        assert!(is_member(&dir.path().join("missing")).is_err());
     }
 
     #[test]
