@@ -72,6 +72,44 @@ fn skip<T>(reason: String) -> Option<T> {
     None
 }
 
+/// Where [`Testbed::with_netd`]'s helper logs, inside the run's `/run`.
+pub const NETD_LOG: &str = "/run/netd.log";
+
+/// A dbus-daemon config (written once into the target directory): the
+/// distribution's system bus policy plus the shipped helper policy.
+fn netd_bus_config() -> PathBuf {
+    static CONF: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    CONF.get_or_init(write_netd_bus_config).clone()
+}
+
+fn write_netd_bus_config() -> PathBuf {
+    let policy = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../netd/dbus/io.github.cgsplit.Netd1.conf")
+        .canonicalize()
+        .expect("netd/dbus/io.github.cgsplit.Netd1.conf");
+    let text = format!(
+        r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <include>/usr/share/dbus-1/system.conf</include>
+  <include>{}</include>
+</busconfig>
+"#,
+        policy.display()
+    );
+    let conf = bins::target_dir().join("cgsplit-netd-system-bus.conf");
+    if std::fs::read_to_string(&conf).ok().as_deref() != Some(text.as_str()) {
+        // Test binaries running at once may write it together: each process
+        // writes its own temp file and renames it into place, so readers
+        // always see a whole file.
+        let tmp = conf.with_extension(format!("conf.{}", std::process::id()));
+        std::fs::write(&tmp, &text).unwrap_or_else(|e| panic!("write {}: {e}", tmp.display()));
+        std::fs::rename(&tmp, &conf)
+            .unwrap_or_else(|e| panic!("rename to {}: {e}", conf.display()));
+    }
+    conf
+}
+
 /// A testbed run, configured by builder methods; [`Testbed::run_sh`] runs it.
 #[derive(Debug, Clone)]
 pub struct Testbed {
@@ -177,6 +215,21 @@ impl Testbed {
     pub fn root_daemon(mut self, script: impl Into<String>) -> Self {
         self.root_daemons.push(script.into());
         self
+    }
+
+    /// The privileged helper as it runs on a host: a private system bus whose
+    /// policy is Debian's `system.conf` plus the shipped
+    /// `netd/dbus/io.github.cgsplit.Netd1.conf`, a private network namespace,
+    /// and `cgsplit-netd serve` as a root daemon with its own bpffs at
+    /// `/run/cgsplit-bpf`, logging to [`NETD_LOG`]. Scripts wait until
+    /// `busctl --system status io.github.cgsplit.Netd1` succeeds.
+    pub fn with_netd(self) -> Self {
+        crate::bins::bin("cgsplit-netd");
+        self.system_bus_config(netd_bus_config())
+            .net()
+            .root_daemon(format!(
+                r#"exec "$CGSPLIT_BIN/cgsplit-netd" --bpffs /run/cgsplit-bpf serve >{NETD_LOG} 2>&1"#
+            ))
     }
 
     /// Run in a private network namespace (only `lo`, brought up).

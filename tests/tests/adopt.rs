@@ -130,26 +130,6 @@ fn watcher_refuses_to_adopt_a_localhost_game_from_a_systemd_run_scope() {
     for b in ["cgsplit", "cgsplit-netd"] {
         cgsplit_tests::bins::bin(b);
     }
-    let policy = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../netd/dbus/io.github.cgsplit.Netd1.conf")
-        .canonicalize()
-        .expect("netd/dbus/io.github.cgsplit.Netd1.conf");
-    let dir = tempfile::tempdir().unwrap();
-    let conf = dir.path().join("system-bus.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <include>/usr/share/dbus-1/system.conf</include>
-  <include>{}</include>
-</busconfig>
-"#,
-            policy.display()
-        ),
-    )
-    .unwrap();
     let script = format!(
         r#"set -u
 cat > $HOME/game.sh <<'EOF'
@@ -177,14 +157,7 @@ kill $w
 cat $HOME/watch.log >&2
 "#
     );
-    let out = bed
-        .system_bus_config(&conf)
-        .net()
-        .root_daemon(
-            r#"exec "$CGSPLIT_BIN/cgsplit-netd" --bpffs /run/cgsplit-bpf serve >/run/netd.log 2>&1"#,
-        )
-        .timeout_secs(60)
-        .run_sh(&script);
+    let out = bed.with_netd().timeout_secs(60).run_sh(&script);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let log = String::from_utf8_lossy(&out.stderr).into_owned();
     let diag = format!("stdout:\n{stdout}\nstderr:\n{log}");

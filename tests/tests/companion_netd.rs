@@ -13,7 +13,6 @@
 //! Needs root and `cargo build --workspace --bins` first.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::process::Output;
 
 use cgsplit_tests::bins::bin;
@@ -41,32 +40,8 @@ fn restricted_game_gets_its_leaf_only_after_the_helper_attached_also_when_recrea
         bin(b);
     }
     let Some(tb) = Testbed::or_skip() else { return };
-    let policy = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../netd/dbus/io.github.cgsplit.Netd1.conf")
-        .canonicalize()
-        .expect("netd/dbus/io.github.cgsplit.Netd1.conf");
-    let dir = tempfile::tempdir().unwrap();
-    let conf = dir.path().join("system-bus.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <include>/usr/share/dbus-1/system.conf</include>
-  <include>{}</include>
-</busconfig>
-"#,
-            policy.display()
-        ),
-    )
-    .unwrap();
     let out = tb
-        .system_bus_config(&conf)
-        .net()
-        .root_daemon(
-            r#"exec "$CGSPLIT_BIN/cgsplit-netd" --bpffs /run/cgsplit-bpf serve >/run/netd.log 2>&1"#,
-        )
+        .with_netd()
         .run_sh(
             r#"
         C="$CGSPLIT_BIN/cgsplit"; P="$CGSPLIT_BIN/cgsplit-netprobe"

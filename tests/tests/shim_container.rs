@@ -463,25 +463,6 @@ fn network_localhost_refuses_a_container_that_left_game() {
         return;
     };
     let t = SteamTree::new(&static_shim);
-    let policy = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../netd/dbus/io.github.cgsplit.Netd1.conf")
-        .canonicalize()
-        .expect("netd/dbus/io.github.cgsplit.Netd1.conf");
-    let conf = t.root.join("system-bus.conf");
-    fs::write(
-        &conf,
-        format!(
-            r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <include>/usr/share/dbus-1/system.conf</include>
-  <include>{}</include>
-</busconfig>
-"#,
-            policy.display()
-        ),
-    )
-    .unwrap();
     let shim = sh(&t.shim);
     let closed = t.options(
         "closed",
@@ -510,13 +491,7 @@ printf '[games.620]\nnetwork = "localhost"\n' >"$HOME/.config/cgsplit/config.tom
     script += &t.launch("net-moved", &moved, &closed, &rt);
     script += &t.launch("net-moved-outer", &moved, &closed_outer, &rt);
     script += "\"$CGSPLIT_BIN/cgsplit\" down >/dev/null 2>&1\n";
-    let run = bed
-        .system_bus_config(&conf)
-        .net()
-        .root_daemon(
-            r#"exec "$CGSPLIT_BIN/cgsplit-netd" --bpffs /run/cgsplit-bpf serve >/run/netd.log 2>&1"#,
-        )
-        .run_sh(&script);
+    let run = bed.with_netd().run_sh(&script);
     assert!(
         run.status.success(),
         "testbed: {run:?}\n{}",
