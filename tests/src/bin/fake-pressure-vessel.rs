@@ -12,6 +12,21 @@
 //! `STEAM_COMPAT_APP_ID`, …), then waits for `SpawnExited` of that pid and
 //! exits with CMD's status.
 //!
+//! Options for experiments (environment, all unset by default):
+//! - `FAKE_PV_SPAWN_FLAGS=<u32>`: `Spawn`'s `flags` instead of 0, e.g. `4`
+//!   = `FLATPAK_SPAWN_FLAGS_SANDBOX` (`1 << 2` in flatpak's `FlatpakSpawnFlags`,
+//!   flatpak-portal.h / flatpak-xdg-utils `flatpak-spawn.c`): the portal runs
+//!   `flatpak run --sandbox`, a subsandbox without the app's filesystem
+//!   permissions or overrides;
+//! - `FAKE_PV_SANDBOX_EXPOSE=<name>[:<name>…]`: option `sandbox-expose`
+//!   (`as`, names the portal resolves itself, only with the SANDBOX flag);
+//! - `FAKE_PV_SANDBOX_EXPOSE_FD=<path>[:<path>…]`: each path opened `O_PATH`
+//!   and passed as option `sandbox-expose-fd` (`ah`, exposed read-write).
+//!
+//! With any of them set, an error answer to `Spawn` is final: one line
+//! `fake-pressure-vessel: Spawn failed: <D-Bus error>` and exit 126 (the
+//! experiment is about what the portal accepts, so nothing runs instead).
+//!
 //! On stderr it prints one line `fake-pressure-vessel: spawn-ms=<ms> pid=<pid>`
 //! (how long `Spawn` took, the pid the portal returned) so tests can assert
 //! the call returned in time.
@@ -28,6 +43,7 @@
 use std::collections::HashMap;
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::time::Instant;
 
@@ -47,11 +63,22 @@ fn main() {
         eprintln!("usage: fake-pressure-vessel -- CMD [ARGS...]");
         std::process::exit(125);
     }
-    match spawn(argv) {
+    let opts = match SpawnOpts::from_env() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("fake-pressure-vessel: {e}");
+            std::process::exit(125);
+        }
+    };
+    match spawn(argv, &opts) {
         Ok(Ok(status)) => std::process::exit(status),
         Ok(Err(e)) => {
             eprintln!("fake-pressure-vessel: lost track of the spawned game: {e}");
             std::process::exit(1);
+        }
+        Err(e) if opts.experiment => {
+            eprintln!("fake-pressure-vessel: Spawn failed: {e}");
+            std::process::exit(126);
         }
         Err(e) => {
             eprintln!(
@@ -66,10 +93,48 @@ fn main() {
     }
 }
 
+/// `Spawn`'s flags and sandbox options from the `FAKE_PV_*` environment.
+#[derive(Default)]
+struct SpawnOpts {
+    flags: u32,
+    expose: Vec<String>,
+    expose_fd: Vec<std::fs::File>,
+    /// Any option was set.
+    experiment: bool,
+}
+
+impl SpawnOpts {
+    fn from_env() -> Result<Self, String> {
+        let mut o = SpawnOpts::default();
+        if let Ok(f) = std::env::var("FAKE_PV_SPAWN_FLAGS") {
+            o.flags = f
+                .parse()
+                .map_err(|_| format!("FAKE_PV_SPAWN_FLAGS={f:?} is not a u32"))?;
+            o.experiment = true;
+        }
+        if let Ok(names) = std::env::var("FAKE_PV_SANDBOX_EXPOSE") {
+            o.expose = names.split(':').map(str::to_owned).collect();
+            o.experiment = true;
+        }
+        if let Ok(paths) = std::env::var("FAKE_PV_SANDBOX_EXPOSE_FD") {
+            for p in paths.split(':') {
+                let f = std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(nix::libc::O_PATH)
+                    .open(p)
+                    .map_err(|e| format!("FAKE_PV_SANDBOX_EXPOSE_FD: cannot open {p}: {e}"))?;
+                o.expose_fd.push(f);
+            }
+            o.experiment = true;
+        }
+        Ok(o)
+    }
+}
+
 /// Spawns `argv` through the portal and waits for it. The outer error: the
 /// portal could not be asked (nothing was started); the inner one: it was
 /// started but its exit was not seen.
-fn spawn(argv: &[String]) -> zbus::Result<zbus::Result<i32>> {
+fn spawn(argv: &[String], opts: &SpawnOpts) -> zbus::Result<zbus::Result<i32>> {
     let conn = zbus::blocking::Connection::session()?;
     let proxy = zbus::blocking::Proxy::new(&conn, PORTAL, PATH, PORTAL)?;
     // Subscribe before the call: the child may exit before we listen.
@@ -91,9 +156,16 @@ fn spawn(argv: &[String]) -> zbus::Result<zbus::Result<i32>> {
         (2, Fd::from(stderr.as_fd())),
     ]);
     let envs: HashMap<String, String> = std::env::vars().collect();
-    let options: HashMap<&str, Value<'_>> = HashMap::new();
+    let mut options: HashMap<&str, Value<'_>> = HashMap::new();
+    if !opts.expose.is_empty() {
+        options.insert("sandbox-expose", Value::from(opts.expose.clone()));
+    }
+    if !opts.expose_fd.is_empty() {
+        let handles: Vec<Fd<'_>> = opts.expose_fd.iter().map(|f| Fd::from(f.as_fd())).collect();
+        options.insert("sandbox-expose-fd", Value::from(handles));
+    }
     let t = Instant::now();
-    let pid: u32 = proxy.call("Spawn", &(cwd, argv, fds, envs, 0u32, options))?;
+    let pid: u32 = proxy.call("Spawn", &(cwd, argv, fds, envs, opts.flags, options))?;
     eprintln!(
         "fake-pressure-vessel: spawn-ms={} pid={pid}",
         t.elapsed().as_millis()
