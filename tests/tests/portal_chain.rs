@@ -465,7 +465,7 @@ SB=FAKE_PV_SPAWN_FLAGS=4
 # R: restricted launch options; the SANDBOX subsandbox cannot reach game/.
 launch R sh "$SB cgsplit-shim --network localhost -- {ep} /app/bin/game R $SLICE"
 # W (control): the same without --network: fail-open.
-HOLD=1 launch W sh "$SB cgsplit-shim -- {ep} /app/bin/game W $SLICE"
+HOLD=1; launch W sh "$SB cgsplit-shim -- {ep} /app/bin/game W $SLICE"; HOLD=
 # X: R with the slice directory handed to the subsandbox as sandbox-expose-fd.
 launch X sh "$SB FAKE_PV_SANDBOX_EXPOSE_FD=$SLICE cgsplit-shim --network localhost -- {ep} /app/bin/game X $SLICE"
 sleep 0.3
