@@ -332,35 +332,10 @@ launch D cgsplit-shim -- fake-pressure-vessel -- /app/bin/game $out D $SLICE
     }
 }
 
-/// A private system bus whose policy includes the helper's shipped one.
-fn netd_bus_config(dir: &Path) -> PathBuf {
-    let policy = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../netd/dbus/io.github.cgsplit.Netd1.conf")
-        .canonicalize()
-        .expect("netd/dbus/io.github.cgsplit.Netd1.conf");
-    let conf = dir.join("system-bus.conf");
-    fs::write(
-        &conf,
-        format!(
-            r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <include>/usr/share/dbus-1/system.conf</include>
-  <include>{}</include>
-</busconfig>
-"#,
-            policy.display()
-        ),
-    )
-    .unwrap();
-    conf
-}
-
 #[test]
 fn localhost_game_that_only_adoption_could_place_is_refused() {
     let Some((bed, s)) = setup() else { return };
     cgsplit_tests::bins::bin("cgsplit-netd");
-    let conf = netd_bus_config(s._tmp.path());
     let script = format!(
         r#"{pre}
 "$C" watch >$HOME/watch.log 2>&1 & w=$!
@@ -378,14 +353,7 @@ launch S fake-pressure-vessel -- cgsplit-shim -- /app/bin/game $out S $SLICE
             "wait_for busctl --system status io.github.cgsplit.Netd1 >/dev/null 2>&1 || exit 95",
         ),
     );
-    let out = bed
-        .system_bus_config(&conf)
-        .net()
-        .root_daemon(
-            r#"exec "$CGSPLIT_BIN/cgsplit-netd" --bpffs /run/cgsplit-bpf serve >/run/netd.log 2>&1"#,
-        )
-        .timeout_secs(90)
-        .run_sh(&script);
+    let out = bed.with_netd().timeout_secs(90).run_sh(&script);
     let watch_log = s.out.join("watch.log");
     let r = Report::new(&out, &[("watch.log", &watch_log)]);
     assert!(out.status.success(), "{:?}\n{}", out.status, r.diag);

@@ -425,37 +425,12 @@ launch T tool "$root/steamapps/common/SteamLinuxRuntime_sniper" "$root/compatibi
     );
 }
 
-/// A private system bus whose policy includes the helper's shipped one.
-fn netd_bus_config(dir: &Path) -> PathBuf {
-    let policy = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../netd/dbus/io.github.cgsplit.Netd1.conf")
-        .canonicalize()
-        .expect("netd/dbus/io.github.cgsplit.Netd1.conf");
-    let conf = dir.join("system-bus.conf");
-    fs::write(
-        &conf,
-        format!(
-            r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <include>/usr/share/dbus-1/system.conf</include>
-  <include>{}</include>
-</busconfig>
-"#,
-            policy.display()
-        ),
-    )
-    .unwrap();
-    conf
-}
-
 #[test]
 fn localhost_refuses_when_the_sandbox_flag_keeps_the_leaf_from_the_subsandbox() {
     let Some((bed, s)) = setup("cgsplit-portal-chain-sandbox-") else {
         return;
     };
     cgsplit_tests::bins::bin("cgsplit-netd");
-    let conf = netd_bus_config(s.tmp.path());
     let ep = "_v2-entry-point --verb=waitforexitandrun --";
     let script = format!(
         r#"{pre}
@@ -491,14 +466,7 @@ probe P4 "$SB FAKE_PV_SANDBOX_EXPOSE=games.slice"
             "",
         ),
     );
-    let run = bed
-        .system_bus_config(&conf)
-        .net()
-        .root_daemon(
-            r#"exec "$CGSPLIT_BIN/cgsplit-netd" --bpffs /run/cgsplit-bpf serve >/run/netd.log 2>&1"#,
-        )
-        .timeout_secs(90)
-        .run_sh(&script);
+    let run = bed.with_netd().timeout_secs(90).run_sh(&script);
     let r = Report::new(
         &run,
         &[

@@ -28,7 +28,6 @@
 use std::collections::HashMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
 use std::process::Output;
 
 use cgsplit_tests::flatpak::{self, App, Kit, Runtime};
@@ -133,11 +132,7 @@ launch ctl cgsplit-shim {shim_opts} --no-reinsert -- _v2-entry-point --verb=wait
         },
     );
     let bed = if netd {
-        bed.system_bus_config(netd_bus_config(tmp.path()))
-            .net()
-            .root_daemon(
-                r#"exec "$CGSPLIT_BIN/cgsplit-netd" --bpffs /run/cgsplit-bpf serve >/run/netd.log 2>&1"#,
-            )
+        bed.with_netd()
     } else {
         bed.system_bus()
     };
@@ -240,28 +235,4 @@ fn network_localhost_is_proven_again_inside_the_subsandbox() {
     assert_eq!(v["policy"], "localhost", "the filter is attached: {v:#?}");
     assert_reinserted_in_game(&v);
     assert_control_outside(&v);
-}
-
-/// A private system bus whose policy includes the helper's shipped one.
-fn netd_bus_config(dir: &std::path::Path) -> PathBuf {
-    let policy = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../netd/dbus/io.github.cgsplit.Netd1.conf")
-        .canonicalize()
-        .expect("netd/dbus/io.github.cgsplit.Netd1.conf");
-    let conf = dir.join("system-bus.conf");
-    fs::write(
-        &conf,
-        format!(
-            r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <include>/usr/share/dbus-1/system.conf</include>
-  <include>{}</include>
-</busconfig>
-"#,
-            policy.display()
-        ),
-    )
-    .unwrap();
-    conf
 }
