@@ -3,6 +3,8 @@
 //! - [`testbed`]: what integration tests use: [`testbed::Testbed`] runs a shell
 //!   script as an unprivileged uid under a private, real `systemd --user`;
 //!   skip-or-fail logic for hosts that cannot do that.
+//! - [`fixtures`]: small shared fixtures: reading a script's `key=value`
+//!   report.
 //! - [`flatpak`]: the offline flatpak test kit (busybox runtime, stand-in
 //!   apps, local repo) for runs inside a real sandbox.
 //! - [`bins`]: finding the workspace's built binaries (`cgsplit`,
@@ -12,6 +14,7 @@
 //!   `shared/reference/TEST-ENVIRONMENT.md` "A real systemd user manager for tests".
 
 pub mod bins;
+pub mod fixtures;
 pub mod flatpak;
 pub mod runner;
 pub mod testbed;

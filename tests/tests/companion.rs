@@ -12,6 +12,7 @@ use std::process::Output;
 use cgsplit_core::AppId;
 use cgsplit_core::scope;
 use cgsplit_tests::bins::bin;
+use cgsplit_tests::fixtures::{get, vars};
 use cgsplit_tests::testbed::Testbed;
 
 const APP: u32 = 620;
@@ -47,25 +48,6 @@ echo "uid=$TESTBED_UID"
         String::from_utf8_lossy(&out.stderr)
     );
     Some(out)
-}
-
-/// `key=value` lines of the script's stdout (later keys win).
-fn vars(out: &Output) -> HashMap<String, String> {
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.trim_end().to_owned()))
-        .collect()
-}
-
-fn get<'a>(v: &'a HashMap<String, String>, k: &str, out: &Output) -> &'a str {
-    v.get(k).map(String::as_str).unwrap_or_else(|| {
-        panic!(
-            "no `{k}=` in the script output\nstdout:\n{}\nstderr:\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
 }
 
 fn uid(v: &HashMap<String, String>, out: &Output) -> u32 {

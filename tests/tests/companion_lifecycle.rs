@@ -11,6 +11,7 @@ use std::process::Output;
 use cgsplit_core::AppId;
 use cgsplit_core::scope;
 use cgsplit_tests::bins::bin;
+use cgsplit_tests::fixtures::{get, show, vars};
 use cgsplit_tests::testbed::Testbed;
 
 /// Shell helpers shared by every script: `$CGSPLIT`, `$CFG` (the default
@@ -50,29 +51,6 @@ fn run_in(tb: Testbed, script: &str) -> Output {
 
 fn run(script: &str) -> Option<Output> {
     Some(run_in(tb()?, script))
-}
-
-/// `key=value` lines of stdout (later keys win).
-fn vars(out: &Output) -> HashMap<String, String> {
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.trim_end().to_owned()))
-        .collect()
-}
-
-fn show(out: &Output) -> String {
-    format!(
-        "stdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn get<'a>(v: &'a HashMap<String, String>, k: &str, out: &Output) -> &'a str {
-    v.get(k)
-        .map(String::as_str)
-        .unwrap_or_else(|| panic!("no `{k}=` in the script output\n{}", show(out)))
 }
 
 fn app(n: u32) -> AppId {

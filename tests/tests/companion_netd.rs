@@ -12,27 +12,9 @@
 //!
 //! Needs root and `cargo build --workspace --bins` first.
 
-use std::collections::HashMap;
-use std::process::Output;
-
 use cgsplit_tests::bins::bin;
+use cgsplit_tests::fixtures::{show, vars};
 use cgsplit_tests::testbed::Testbed;
-
-fn vars(out: &Output) -> HashMap<String, String> {
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.trim_end().to_owned()))
-        .collect()
-}
-
-fn show(out: &Output) -> String {
-    format!(
-        "stdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 #[test]
 fn restricted_game_gets_its_leaf_only_after_the_helper_attached_also_when_recreated() {

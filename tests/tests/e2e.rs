@@ -12,6 +12,7 @@ use std::process::Command;
 
 use cgsplit_core::launch::{shim_prefix, wrap};
 use cgsplit_core::scope::{GAME_LEAF, parse_scope_cgroup};
+use cgsplit_tests::fixtures::field;
 use cgsplit_tests::testbed;
 
 const ACCOUNT: &str = "39734273";
@@ -40,12 +41,6 @@ fn demo_home(home: &Path) -> PathBuf {
     )
     .unwrap();
     steam
-}
-
-fn field<'a>(line: &'a str, key: &str) -> &'a str {
-    line.split(' ')
-        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
-        .unwrap_or_else(|| panic!("no {key}= in {line:?}"))
 }
 
 #[test]

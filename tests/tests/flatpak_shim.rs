@@ -18,6 +18,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 
 use cgsplit_core::scope::GAME_LEAF;
+use cgsplit_tests::fixtures::field;
 use cgsplit_tests::flatpak::{App, Kit, Runtime};
 use cgsplit_tests::testbed::{self, Testbed, sh};
 
@@ -37,12 +38,6 @@ echo ready
 sleep 1
 exit 7
 "#;
-
-fn field<'a>(line: &'a str, key: &str) -> &'a str {
-    line.split(' ')
-        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
-        .unwrap_or_else(|| panic!("no {key}= in {line:?}"))
-}
 
 #[test]
 fn shim_joins_the_granted_scope_inside_the_sandbox() {

@@ -29,6 +29,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use cgsplit_core::scope::GAME_LEAF;
+use cgsplit_tests::fixtures::field;
 use cgsplit_tests::flatpak::{App, Kit, Runtime};
 use cgsplit_tests::testbed::{self, Testbed, sh};
 
@@ -61,12 +62,6 @@ fn copy_dir(from: &Path, to: &Path) {
             fs::copy(e.path(), &t).unwrap();
         }
     }
-}
-
-fn field<'a>(line: &'a str, key: &str) -> &'a str {
-    line.split(' ')
-        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
-        .unwrap_or_else(|| panic!("no {key}= in {line:?}"))
 }
 
 #[test]

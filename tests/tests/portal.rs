@@ -30,6 +30,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
+use cgsplit_tests::fixtures::vars;
 use cgsplit_tests::flatpak::{App, Kit, Runtime};
 use cgsplit_tests::testbed::{self, Testbed, sh};
 
@@ -145,14 +146,6 @@ RUN() {{ {run} "$@"; }}
         run = Kit::run_cmd(APP, &["--env=SteamAppId=620"]),
         host_fns = HOST_FNS,
     )
-}
-
-fn vars(out: &Output) -> std::collections::HashMap<String, String> {
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.trim_end().to_owned()))
-        .collect()
 }
 
 struct Report {

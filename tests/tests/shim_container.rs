@@ -24,16 +24,11 @@ use std::process::Output;
 
 use cgsplit_core::scope::GAME_LEAF;
 use cgsplit_tests::bins::{bin, testbed_bin as bin_in_testbed};
+use cgsplit_tests::fixtures::field;
 use cgsplit_tests::testbed::{self, Testbed, sh};
 
 /// What `steam -shutdown` writes into steam.pipe (STEAM.md §5).
 const SHUTDOWN_LINE: &str = "'~/.steam/root/ubuntu12_32/steam' '-shutdown'\n";
-
-fn field<'a>(line: &'a str, key: &str) -> &'a str {
-    line.split(' ')
-        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
-        .unwrap_or_else(|| panic!("no {key}= in {line:?}"))
-}
 
 /// The `game pid=… cgroup=…` line of a fake-game report.
 fn game_line(report: &str) -> &str {

@@ -28,8 +28,8 @@
 use std::collections::HashMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::process::Output;
 
+use cgsplit_tests::fixtures::vars;
 use cgsplit_tests::flatpak::{self, App, Kit, Runtime};
 use cgsplit_tests::testbed::{self, Testbed, sh};
 
@@ -42,14 +42,6 @@ out=$1; tag=$2
 echo "pid=$$ cgroup=$(sed -n 's/^0:://p' /proc/self/cgroup) appid=$SteamAppId" > "$out/$tag.game"
 j=0; until [ -e "$out/$tag.seen" ] || [ $j -ge 200 ]; do j=$((j+1)); sleep 0.05; done
 "#;
-
-fn vars(out: &Output) -> HashMap<String, String> {
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.trim_end().to_owned()))
-        .collect()
-}
 
 /// Runs the three launches (`abs`, `rel`, `ctl`) with `shim_opts` in front
 /// of the shim's `--`, app 620 configured with `config` (TOML text, `\n`

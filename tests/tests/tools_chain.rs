@@ -45,6 +45,7 @@ use std::path::Path;
 use std::process::Command;
 
 use cgsplit_core::scope::GAME_LEAF;
+use cgsplit_tests::fixtures::field;
 use cgsplit_tests::testbed::{self, Testbed, sh};
 
 /// Proton 9's `toolmanifest.vdf` as shipped (STEAM.md §2).
@@ -91,12 +92,6 @@ fn copy_dir(from: &Path, to: &Path) {
             fs::copy(e.path(), &t).unwrap();
         }
     }
-}
-
-fn field<'a>(line: &'a str, key: &str) -> &'a str {
-    line.split(' ')
-        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
-        .unwrap_or_else(|| panic!("no {key}= in {line:?}"))
 }
 
 fn bwrap_or_skip() -> bool {
