@@ -3,9 +3,18 @@
 //! - Reading a testbed script's report: scripts print `key=value` lines (and
 //!   `key=value` words inside a line); [`vars`], [`get`] and [`field`] read
 //!   them back, [`show`] formats a run's output for an assertion message.
+//! - Directories the testbed's uid can use: [`shared_tempdir`] (0755, it
+//!   reads from it) and [`report_dir`] (0777, it writes into it).
+//! - Steam trees: [`copy_demo_steam`] (the repo's `demo/steam`, the real
+//!   formats of `/work/shared/corpus`), [`demo_home`] (that tree as a native
+//!   install lays it out), [`sniper_runtime`] (Steam Linux Runtime 3.0
+//!   installed in a library), and the file helpers [`write_file`], [`copy_dir`].
 
 use std::collections::HashMap;
-use std::process::Output;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
 /// The `key=value` lines of a script's stdout (split at the first `=`, the
 /// value's trailing whitespace trimmed; a later line wins over an earlier
@@ -42,6 +51,98 @@ pub fn field<'a>(line: &'a str, key: &str) -> &'a str {
     line.split(' ')
         .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
         .unwrap_or_else(|| panic!("no {key}= in {line:?}"))
+}
+
+/// A new temporary directory `<tmp>/<prefix>XXXXXX`, made mode 0755 so the
+/// testbed's unprivileged uid can reach what the test puts there (tempfile
+/// creates it 0700). Removed when the returned guard drops.
+pub fn shared_tempdir(prefix: &str) -> tempfile::TempDir {
+    let tmp = tempfile::Builder::new().prefix(prefix).tempdir().unwrap();
+    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    tmp
+}
+
+/// Creates `dir` (and its parents) and makes it mode 0777: a directory the
+/// testbed's uid writes its reports into (that uid's number is only known
+/// inside the run). Returns `dir`.
+pub fn report_dir(dir: PathBuf) -> PathBuf {
+    fs::create_dir_all(&dir).unwrap();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).unwrap();
+    dir
+}
+
+/// Writes `text` to `path` with permission bits `mode` (e.g. 0o755 for a
+/// script), creating the parent directories.
+pub fn write_file(path: &Path, text: &str, mode: u32) {
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, text).unwrap();
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Copies the contents of directory `from` into the existing directory
+/// `to`, recursively (file modes kept by `fs::copy`; symlinks followed).
+pub fn copy_dir(from: &Path, to: &Path) {
+    for e in fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let t = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            fs::create_dir_all(&t).unwrap();
+            copy_dir(&e.path(), &t);
+        } else {
+            fs::copy(e.path(), &t).unwrap();
+        }
+    }
+}
+
+/// The repo's demo Steam tree, `demo/steam` (one account, app 620 with
+/// launch options, `libraryfolders.vdf` with an `@STEAM_ROOT@` placeholder).
+pub fn demo_steam() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../demo/steam")
+}
+
+/// Creates `to` and copies the demo Steam tree ([`demo_steam`]) into it.
+pub fn copy_demo_steam(to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    copy_dir(&demo_steam(), to);
+}
+
+/// Copies the demo Steam tree into `home` the way a native install lays it
+/// out: `~/.local/share/Steam` (copied with `cp -a`) with `~/.steam/root`
+/// pointing at it. Returns the Steam root.
+pub fn demo_home(home: &Path) -> PathBuf {
+    let steam = home.join(".local/share/Steam");
+    fs::create_dir_all(&steam).unwrap();
+    fs::create_dir_all(home.join(".steam")).unwrap();
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", demo_steam().display()))
+        .arg(&steam)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    std::os::unix::fs::symlink(&steam, home.join(".steam/root")).unwrap();
+    steam
+}
+
+/// Installs "Steam Linux Runtime 3.0 (sniper)" (app 1628350) in the library
+/// at `root`: its `steamapps/appmanifest_1628350.acf` and
+/// `steamapps/common/SteamLinuxRuntime_sniper/toolmanifest.vdf` whose
+/// `commandline` is `/_v2-entry-point --verb=%verb% --` (`shared/reference/STEAM.md` §2).
+/// Returns the runtime's directory; the caller puts an `_v2-entry-point`
+/// stand-in there.
+pub fn sniper_runtime(root: &Path) -> PathBuf {
+    write_file(
+        &root.join("steamapps/appmanifest_1628350.acf"),
+        "\"AppState\"\n{\n\t\"appid\"\t\t\"1628350\"\n\t\"name\"\t\t\"Steam Linux Runtime 3.0 (sniper)\"\n}\n",
+        0o644,
+    );
+    let runtime = root.join("steamapps/common/SteamLinuxRuntime_sniper");
+    write_file(
+        &runtime.join("toolmanifest.vdf"),
+        "\"manifest\"\n{\n\t\"version\"\t\t\"2\"\n\t\"commandline\"\t\t\"/_v2-entry-point --verb=%verb% --\"\n}\n",
+        0o644,
+    );
+    runtime
 }
 
 #[cfg(test)]

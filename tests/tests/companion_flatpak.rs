@@ -10,9 +10,7 @@
 //! see it, and `cgsplit up` says so; `cgsplit down --revoke` takes the grant
 //! back.
 
-use std::fs;
-use std::os::unix::fs::PermissionsExt;
-
+use cgsplit_tests::fixtures::{report_dir, shared_tempdir};
 use cgsplit_tests::flatpak::{App, Kit, Runtime};
 use cgsplit_tests::testbed::{Testbed, sh};
 
@@ -41,20 +39,14 @@ fn slice_grant_reaches_recreated_scopes_and_a_missing_path_is_reported() {
         return;
     }
     cgsplit_tests::bins::bin("cgsplit");
-    let tmp = tempfile::Builder::new()
-        .prefix("cgsplit-compfp-")
-        .tempdir()
-        .unwrap();
-    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let tmp = shared_tempdir("cgsplit-compfp-");
     let kit = Kit::build(
         tmp.path(),
         &Runtime::new(),
         &[App::new(APP).script("steam", STEAM).command("steam")],
     )
     .expect("build the flatpak repo");
-    let out = tmp.path().join("out");
-    fs::create_dir_all(&out).unwrap();
-    fs::set_permissions(&out, fs::Permissions::from_mode(0o777)).unwrap();
+    let out = report_dir(tmp.path().join("out"));
     let filesystem = format!("--filesystem={}", out.display());
 
     let script = format!(

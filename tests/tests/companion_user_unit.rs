@@ -4,26 +4,8 @@
 //! ExecStartPre, then the watcher), and `--uninstall` disables and removes it,
 //! stops the scopes and revokes the flatpak grant.
 
-use std::path::Path;
-use std::process::Command;
-
+use cgsplit_tests::fixtures::{demo_home, shared_tempdir};
 use cgsplit_tests::testbed;
-
-/// The demo Steam tree as a native install lays it out.
-fn demo_home(home: &Path) {
-    let steam = home.join(".local/share/Steam");
-    std::fs::create_dir_all(&steam).unwrap();
-    std::fs::create_dir_all(home.join(".steam")).unwrap();
-    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../demo/steam");
-    let st = Command::new("cp")
-        .arg("-a")
-        .arg(format!("{}/.", demo.display()))
-        .arg(&steam)
-        .status()
-        .unwrap();
-    assert!(st.success());
-    std::os::unix::fs::symlink(&steam, home.join(".steam/root")).unwrap();
-}
 
 #[test]
 fn installer_enables_the_user_unit_and_uninstall_removes_it() {
@@ -38,15 +20,7 @@ fn installer_enables_the_user_unit_and_uninstall_removes_it() {
     };
     cgsplit_tests::bins::bin("cgsplit");
     cgsplit_tests::bins::bin("cgsplit-install");
-    let tmp = tempfile::Builder::new()
-        .prefix("cgsplit-unit-")
-        .tempdir()
-        .unwrap();
-    std::fs::set_permissions(
-        tmp.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    let tmp = shared_tempdir("cgsplit-unit-");
     let home = tmp.path().join("home");
     demo_home(&home);
     let out = bed.home(&home).run_sh(

@@ -8,31 +8,19 @@
 //! `--remove` → `localconfig.vdf` byte-identical to the original.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use cgsplit_core::launch::{shim_prefix, wrap};
 use cgsplit_core::scope::{GAME_LEAF, parse_scope_cgroup};
-use cgsplit_tests::fixtures::field;
+use cgsplit_tests::fixtures::{self, field, shared_tempdir};
 use cgsplit_tests::testbed;
 
 const ACCOUNT: &str = "39734273";
 const DEMO_OPTIONS: &str = "DEMO_GREETING='hello from Steam' %command% -novid";
 
-/// Copies the demo Steam tree into `home` the way a native install lays it
-/// out: `~/.local/share/Steam` with `~/.steam/root` pointing at it.
+/// The demo Steam tree in `home` as a native install lays it out
+/// ([`fixtures::demo_home`]), with `fake-game` as Portal 2's binary.
 fn demo_home(home: &Path) -> PathBuf {
-    let steam = home.join(".local/share/Steam");
-    std::fs::create_dir_all(&steam).unwrap();
-    std::fs::create_dir_all(home.join(".steam")).unwrap();
-    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../demo/steam");
-    let st = Command::new("cp")
-        .arg("-a")
-        .arg(format!("{}/.", demo.display()))
-        .arg(&steam)
-        .status()
-        .unwrap();
-    assert!(st.success());
-    std::os::unix::fs::symlink(&steam, home.join(".steam/root")).unwrap();
+    let steam = fixtures::demo_home(home);
     let game_dir = steam.join("steamapps/common/Portal 2");
     std::fs::create_dir_all(&game_dir).unwrap();
     std::fs::copy(
@@ -51,15 +39,7 @@ fn install_provision_launch_release_remove() {
     let Some(shim) = testbed::static_shim_or_skip() else {
         return;
     };
-    let tmp = tempfile::Builder::new()
-        .prefix("cgsplit-e2e-")
-        .tempdir()
-        .unwrap();
-    std::fs::set_permissions(
-        tmp.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    let tmp = shared_tempdir("cgsplit-e2e-");
     let home = tmp.path().join("home");
     let steam = demo_home(&home);
     let out = home.join("out");

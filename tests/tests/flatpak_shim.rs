@@ -15,10 +15,9 @@
 //! and no filter attached, the shim in the sandbox refuses to start the game.
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 
 use cgsplit_core::scope::GAME_LEAF;
-use cgsplit_tests::fixtures::field;
+use cgsplit_tests::fixtures::{field, report_dir, shared_tempdir};
 use cgsplit_tests::flatpak::{App, Kit, Runtime};
 use cgsplit_tests::testbed::{self, Testbed, sh};
 
@@ -51,11 +50,7 @@ fn shim_joins_the_granted_scope_inside_the_sandbox() {
         return;
     }
     cgsplit_tests::bins::bin("cgsplit");
-    let tmp = tempfile::Builder::new()
-        .prefix("cgsplit-flatpak-")
-        .tempdir()
-        .unwrap();
-    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let tmp = shared_tempdir("cgsplit-flatpak-");
     let kit = Kit::build(
         tmp.path(),
         &Runtime::new().bin(&shim, "cgsplit-shim"),
@@ -66,9 +61,7 @@ fn shim_joins_the_granted_scope_inside_the_sandbox() {
             .finish_arg("--persist=.steam")],
     )
     .expect("build the flatpak repo");
-    let out = tmp.path().join("out");
-    fs::create_dir_all(&out).unwrap();
-    fs::set_permissions(&out, fs::Permissions::from_mode(0o777)).unwrap();
+    let out = report_dir(tmp.path().join("out"));
 
     let script = format!(
         r#"set -u

@@ -26,10 +26,9 @@
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 
 use cgsplit_core::scope::GAME_LEAF;
-use cgsplit_tests::fixtures::field;
+use cgsplit_tests::fixtures::{copy_demo_steam, field, report_dir, shared_tempdir};
 use cgsplit_tests::flatpak::{App, Kit, Runtime};
 use cgsplit_tests::testbed::{self, Testbed, sh};
 
@@ -51,19 +50,6 @@ const PROTON: &str = "#!/bin/sh\necho \"proton verb=$1\" >&2\nshift\nexec \"$@\"
 /// here has no Steam Linux Runtime to wrap it in).
 const PROTON_MANIFEST: &str = "\"manifest\"\n{\n  \"version\" \"2\"\n  \"commandline\" \"/proton %verb%\"\n  \"compatmanager_layer_name\" \"proton\"\n}\n";
 
-fn copy_dir(from: &Path, to: &Path) {
-    for e in fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let t = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            fs::create_dir_all(&t).unwrap();
-            copy_dir(&e.path(), &t);
-        } else {
-            fs::copy(e.path(), &t).unwrap();
-        }
-    }
-}
-
 #[test]
 fn installed_lines_run_the_shim_copy_inside_the_flatpak_sandbox() {
     let Some(bed) = Testbed::or_skip() else {
@@ -77,12 +63,8 @@ fn installed_lines_run_the_shim_copy_inside_the_flatpak_sandbox() {
     }
     cgsplit_tests::bins::bin("cgsplit");
     cgsplit_tests::bins::bin("cgsplit-install");
-    let tmp = tempfile::Builder::new()
-        .prefix("cgsplit-install-flatpak-")
-        .tempdir()
-        .unwrap();
+    let tmp = shared_tempdir("cgsplit-install-flatpak-");
     let t = tmp.path();
-    fs::set_permissions(t, fs::Permissions::from_mode(0o755)).unwrap();
     // No shim in the runtime: only the installer's copy can run.
     let kit = Kit::build(
         t,
@@ -95,11 +77,7 @@ fn installed_lines_run_the_shim_copy_inside_the_flatpak_sandbox() {
     .expect("build the flatpak repo");
     // The Steam tree the test uid copies into its flatpak Steam root.
     let tree = t.join("steam-tree");
-    fs::create_dir_all(&tree).unwrap();
-    copy_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../demo/steam"),
-        &tree,
-    );
+    copy_demo_steam(&tree);
     let proton = tree.join("steamapps/common/Proton 9.0 (Beta)");
     fs::create_dir_all(&proton).unwrap();
     fs::write(proton.join("proton"), PROTON).unwrap();
@@ -113,9 +91,7 @@ fn installed_lines_run_the_shim_copy_inside_the_flatpak_sandbox() {
         .arg(&shim_copy)
         .status()
         .unwrap();
-    let out = t.join("out");
-    fs::create_dir_all(&out).unwrap();
-    fs::set_permissions(&out, fs::Permissions::from_mode(0o777)).unwrap();
+    let out = report_dir(t.join("out"));
 
     let script = format!(
         r#"set -u

@@ -26,11 +26,10 @@
 //! static stand-in (`scripts/setup` builds both).
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use cgsplit_tests::fixtures::vars;
+use cgsplit_tests::fixtures::{report_dir, shared_tempdir, vars};
 use cgsplit_tests::flatpak::{App, Kit, Runtime};
 use cgsplit_tests::testbed::{self, Testbed, sh};
 
@@ -90,11 +89,7 @@ fn setup() -> Option<(Testbed, Setup)> {
         return None;
     }
     cgsplit_tests::bins::bin("cgsplit");
-    let tmp = tempfile::Builder::new()
-        .prefix("cgsplit-portal-")
-        .tempdir()
-        .unwrap();
-    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let tmp = shared_tempdir("cgsplit-portal-");
     let kit = Kit::build(
         tmp.path(),
         &Runtime::new()
@@ -107,9 +102,7 @@ fn setup() -> Option<(Testbed, Setup)> {
             .finish_arg("--socket=session-bus")],
     )
     .expect("build the flatpak repo");
-    let out = tmp.path().join("out");
-    fs::create_dir_all(&out).unwrap();
-    fs::set_permissions(&out, fs::Permissions::from_mode(0o777)).unwrap();
+    let out = report_dir(tmp.path().join("out"));
     Some((
         bed,
         Setup {

@@ -56,11 +56,11 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Output;
 
 use cgsplit_core::scope::GAME_LEAF;
+use cgsplit_tests::fixtures::{copy_demo_steam, report_dir, shared_tempdir, sniper_runtime};
 use cgsplit_tests::flatpak::{self, App, Kit, Runtime};
 use cgsplit_tests::testbed::{self, Testbed, sh};
 
@@ -137,25 +137,6 @@ launch() { tag=$1; shift
 }
 "#;
 
-fn copy_dir(from: &Path, to: &Path) {
-    for e in fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let t = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            fs::create_dir_all(&t).unwrap();
-            copy_dir(&e.path(), &t);
-        } else {
-            fs::copy(e.path(), &t).unwrap();
-        }
-    }
-}
-
-fn write(path: &Path, text: &str, mode: u32) {
-    fs::create_dir_all(path.parent().unwrap()).unwrap();
-    fs::write(path, text).unwrap();
-    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
-}
-
 struct Setup {
     tmp: tempfile::TempDir,
     kit: Kit,
@@ -175,8 +156,7 @@ fn setup(prefix: &str) -> Option<(Testbed, Setup)> {
         return None;
     }
     cgsplit_tests::bins::bin("cgsplit");
-    let tmp = tempfile::Builder::new().prefix(prefix).tempdir().unwrap();
-    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let tmp = shared_tempdir(prefix);
     let kit = Kit::build(
         tmp.path(),
         &Runtime::new()
@@ -190,9 +170,7 @@ fn setup(prefix: &str) -> Option<(Testbed, Setup)> {
             .finish_arg("--socket=session-bus")],
     )
     .expect("build the flatpak repo");
-    let out = tmp.path().join("out");
-    fs::create_dir_all(&out).unwrap();
-    fs::set_permissions(&out, fs::Permissions::from_mode(0o777)).unwrap();
+    let out = report_dir(tmp.path().join("out"));
     Some((
         bed,
         Setup {
@@ -327,22 +305,8 @@ fn runtime_tool_entry_runs_the_shim_innermost_in_the_portal_subsandbox() {
     // The Steam tree the test uid copies into the app's Steam root: the
     // demo tree, sniper installed, its entry point the portal stand-in.
     let tree = t.join("steam-tree");
-    fs::create_dir_all(&tree).unwrap();
-    copy_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../demo/steam"),
-        &tree,
-    );
-    write(
-        &tree.join("steamapps/appmanifest_1628350.acf"),
-        "\"AppState\"\n{\n\t\"appid\"\t\t\"1628350\"\n\t\"name\"\t\t\"Steam Linux Runtime 3.0 (sniper)\"\n}\n",
-        0o644,
-    );
-    let runtime = tree.join("steamapps/common/SteamLinuxRuntime_sniper");
-    write(
-        &runtime.join("toolmanifest.vdf"),
-        "\"manifest\"\n{\n\t\"version\"\t\t\"2\"\n\t\"commandline\"\t\t\"/_v2-entry-point --verb=%verb% --\"\n}\n",
-        0o644,
-    );
+    copy_demo_steam(&tree);
+    let runtime = sniper_runtime(&tree);
     fs::copy(&s.pv, runtime.join("_v2-entry-point")).unwrap();
     let shim_copy = t.join("cgsplit-shim");
     fs::copy(&s.shim, &shim_copy).unwrap();

@@ -24,7 +24,7 @@ use std::process::Output;
 
 use cgsplit_core::scope::GAME_LEAF;
 use cgsplit_tests::bins::{bin, testbed_bin as bin_in_testbed};
-use cgsplit_tests::fixtures::field;
+use cgsplit_tests::fixtures::{field, report_dir, shared_tempdir};
 use cgsplit_tests::testbed::{self, Testbed, sh};
 
 /// What `steam -shutdown` writes into steam.pipe (STEAM.md §5).
@@ -71,15 +71,10 @@ struct SteamTree {
 
 impl SteamTree {
     fn new(static_shim: &Path) -> Self {
-        let tmp = tempfile::Builder::new()
-            .prefix("cgsplit-e2e-container-")
-            .tempdir()
-            .unwrap();
+        let tmp = shared_tempdir("cgsplit-e2e-container-");
         let root = tmp.path().join("Steam");
         fs::create_dir_all(&root).unwrap();
-        for d in [tmp.path(), &root] {
-            fs::set_permissions(d, fs::Permissions::from_mode(0o755)).unwrap();
-        }
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).unwrap();
         let shim = root.join("compatibilitytools.d/cgsplit/cgsplit-shim");
         copy_exec(static_shim, &shim);
         let reaper = root.join("ubuntu12_32/reaper");
@@ -101,10 +96,7 @@ impl SteamTree {
         .unwrap();
         let game = root.join("steamapps/common/Portal 2 ü/portal2_linux");
         copy_exec(Path::new(env!("CARGO_BIN_EXE_fake-game")), &game);
-        let out = tmp.path().join("out");
-        fs::create_dir_all(&out).unwrap();
-        // Written by the test uid, whose number is only known inside the run.
-        fs::set_permissions(&out, fs::Permissions::from_mode(0o777)).unwrap();
+        let out = report_dir(tmp.path().join("out"));
         SteamTree {
             _tmp: tmp,
             shim,

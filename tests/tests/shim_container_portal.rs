@@ -26,10 +26,8 @@
 //! `cargo build-shim` and the static stand-in (`scripts/setup` builds it).
 
 use std::collections::HashMap;
-use std::fs;
-use std::os::unix::fs::PermissionsExt;
 
-use cgsplit_tests::fixtures::vars;
+use cgsplit_tests::fixtures::{report_dir, shared_tempdir, vars};
 use cgsplit_tests::flatpak::{self, App, Kit, Runtime};
 use cgsplit_tests::testbed::{self, Testbed, sh};
 
@@ -59,11 +57,7 @@ fn three_launches(config: &str, shim_opts: &str, netd: bool) -> Option<HashMap<S
     if netd {
         cgsplit_tests::bins::bin("cgsplit-netd");
     }
-    let tmp = tempfile::Builder::new()
-        .prefix("cgsplit-shim-portal-")
-        .tempdir()
-        .unwrap();
-    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let tmp = shared_tempdir("cgsplit-shim-portal-");
     let kit = Kit::build(
         tmp.path(),
         &Runtime::new()
@@ -76,9 +70,7 @@ fn three_launches(config: &str, shim_opts: &str, netd: bool) -> Option<HashMap<S
             .finish_arg("--socket=session-bus")],
     )
     .expect("build the flatpak repo");
-    let out = tmp.path().join("out");
-    fs::create_dir_all(&out).unwrap();
-    fs::set_permissions(&out, fs::Permissions::from_mode(0o777)).unwrap();
+    let out = report_dir(tmp.path().join("out"));
 
     let script = format!(
         r#"set -u

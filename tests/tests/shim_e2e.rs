@@ -26,7 +26,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use cgsplit_core::scope::GAME_LEAF;
-use cgsplit_tests::fixtures::field;
+use cgsplit_tests::fixtures::{field, report_dir, shared_tempdir};
 use cgsplit_tests::testbed::{self, Testbed, sh};
 
 /// What `steam -shutdown` writes into steam.pipe (STEAM.md §5).
@@ -64,12 +64,8 @@ fn steam_chains_kill_steam_and_fail_closed() {
         return;
     };
     cgsplit_tests::bins::bin("cgsplit");
-    let tmp = tempfile::Builder::new()
-        .prefix("cgsplit-e2e-shim-")
-        .tempdir()
-        .unwrap();
+    let tmp = shared_tempdir("cgsplit-e2e-shim-");
     let root = tmp.path();
-    fs::set_permissions(root, fs::Permissions::from_mode(0o755)).unwrap();
 
     // The cgsplit tool: the static shim and a manifest requiring the runtime.
     let tool = root.join("compatibilitytools.d/cgsplit");
@@ -116,10 +112,7 @@ fn steam_chains_kill_steam_and_fail_closed() {
         &closed,
         &format!("{} --network localhost -- %command%", sh(&shim)),
     );
-    let out = root.join("out");
-    fs::create_dir_all(&out).unwrap();
-    // Written by the test uid, whose number is only known inside the run.
-    fs::set_permissions(&out, fs::Permissions::from_mode(0o777)).unwrap();
+    let out = report_dir(root.join("out"));
 
     let script = format!(
         r#"set -u

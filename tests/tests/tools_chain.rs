@@ -40,12 +40,13 @@
 //! --bins`) and the static shim (`cargo build-shim`).
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
 use cgsplit_core::scope::GAME_LEAF;
-use cgsplit_tests::fixtures::field;
+use cgsplit_tests::fixtures::{
+    copy_demo_steam, field, report_dir, shared_tempdir, sniper_runtime, write_file,
+};
 use cgsplit_tests::testbed::{self, Testbed, sh};
 
 /// Proton 9's `toolmanifest.vdf` as shipped (STEAM.md §2).
@@ -75,25 +76,6 @@ echo "runtime stand-in: container for: $*" >&2
 exec bwrap "${args[@]}" -- "$@"
 "#;
 
-fn write(path: &Path, text: &str, mode: u32) {
-    fs::create_dir_all(path.parent().unwrap()).unwrap();
-    fs::write(path, text).unwrap();
-    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    for e in fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let t = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            fs::create_dir_all(&t).unwrap();
-            copy_dir(&e.path(), &t);
-        } else {
-            fs::copy(e.path(), &t).unwrap();
-        }
-    }
-}
-
 fn bwrap_or_skip() -> bool {
     if Path::new("/usr/bin/bwrap").is_file() {
         return true;
@@ -117,20 +99,14 @@ fn proton_entry_runs_proton_from_a_second_library_inside_the_runtime_container()
     }
     cgsplit_tests::bins::bin("cgsplit");
     let install = cgsplit_tests::bins::bin("cgsplit-install");
-    let tmp = tempfile::Builder::new()
-        .prefix("cgsplit-tools-chain-")
-        .tempdir()
-        .unwrap();
+    let tmp = shared_tempdir("cgsplit-tools-chain-");
     let t = tmp.path();
-    fs::set_permissions(t, fs::Permissions::from_mode(0o755)).unwrap();
-    let ws = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
 
     // The Steam root (a copy of the demo tree) and a second library.
     let root = t.join("Steam");
-    fs::create_dir_all(&root).unwrap();
-    copy_dir(&ws.join("demo/steam"), &root);
+    copy_demo_steam(&root);
     let lib2 = t.join("Second Library");
-    write(
+    write_file(
         &root.join("steamapps/libraryfolders.vdf"),
         &format!(
             "\"libraryfolders\"\n{{\n\t\"0\"\n\t{{\n\t\t\"path\"\t\t\"{}\"\n\t}}\n\t\"1\"\n\t{{\n\t\t\"path\"\t\t\"{}\"\n\t}}\n}}\n",
@@ -140,22 +116,12 @@ fn proton_entry_runs_proton_from_a_second_library_inside_the_runtime_container()
         0o644,
     );
     // sniper in the root's library, its entry point the container stand-in.
-    write(
-        &root.join("steamapps/appmanifest_1628350.acf"),
-        "\"AppState\"\n{\n\t\"appid\"\t\t\"1628350\"\n\t\"name\"\t\t\"Steam Linux Runtime 3.0 (sniper)\"\n}\n",
-        0o644,
-    );
-    let runtime = root.join("steamapps/common/SteamLinuxRuntime_sniper");
-    write(
-        &runtime.join("toolmanifest.vdf"),
-        "\"manifest\"\n{\n\t\"version\"\t\t\"2\"\n\t\"commandline\"\t\t\"/_v2-entry-point --verb=%verb% --\"\n}\n",
-        0o644,
-    );
-    write(&runtime.join("_v2-entry-point"), ENTRY_POINT, 0o755);
+    let runtime = sniper_runtime(&root);
+    write_file(&runtime.join("_v2-entry-point"), ENTRY_POINT, 0o755);
     // Proton in the second library.
     let proton = lib2.join("steamapps/common/Proton 9.0 (Beta)");
-    write(&proton.join("proton"), PROTON, 0o755);
-    write(&proton.join("toolmanifest.vdf"), PROTON_MANIFEST, 0o644);
+    write_file(&proton.join("proton"), PROTON, 0o755);
+    write_file(&proton.join("toolmanifest.vdf"), PROTON_MANIFEST, 0o644);
     // Two games: one in each library.
     let game2 = lib2.join("steamapps/common/Game Two/game");
     let game1 = root.join("steamapps/common/Portal 2/portal2");
@@ -199,14 +165,12 @@ fn proton_entry_runs_proton_from_a_second_library_inside_the_runtime_container()
     );
     // Steam's launch without launch options: only the tool entry acts.
     let plain = t.join("localconfig.plain.vdf");
-    write(
+    write_file(
         &plain,
         "\"UserLocalConfigStore\"\n{\n\t\"Software\"\n\t{\n\t\t\"Valve\"\n\t\t{\n\t\t\t\"Steam\"\n\t\t\t{\n\t\t\t\t\"apps\"\n\t\t\t\t{\n\t\t\t\t}\n\t\t\t}\n\t\t}\n\t}\n}\n",
         0o644,
     );
-    let out_dir = t.join("out");
-    fs::create_dir_all(&out_dir).unwrap();
-    fs::set_permissions(&out_dir, fs::Permissions::from_mode(0o777)).unwrap();
+    let out_dir = report_dir(t.join("out"));
 
     let script = format!(
         r#"set -u
