@@ -331,3 +331,67 @@ pub fn pressure_vessel_or_skip() -> Option<PathBuf> {
     eprintln!("skipping: {reason}");
     None
 }
+
+/// The Steam stand-in the portal tests share: a repo whose runtime holds
+/// busybox, the static shim as `/usr/bin/cgsplit-shim` and the static
+/// pressure-vessel stand-in ([`pressure_vessel_or_skip`]) under a name the
+/// test chooses, and one app with `--socket=session-bus` (the portal's
+/// `org.freedesktop.portal.Flatpak.Spawn` is on the session bus), built in a
+/// [`shared_tempdir`](crate::fixtures::shared_tempdir) with a
+/// [`report_dir`](crate::fixtures::report_dir) `out/` for the reports.
+#[derive(Debug)]
+pub struct PortalSteam {
+    /// The temporary tree (mode 0755) holding the repo and `out/`; removed
+    /// when this drops.
+    pub tmp: tempfile::TempDir,
+    /// The built repo; its [`Kit::install_script`] installs the app.
+    pub kit: Kit,
+    /// `<tmp>/out`, mode 0777: where the game and the test uid write.
+    pub out: PathBuf,
+    /// The static shim on the host (the runtime's `/usr/bin/cgsplit-shim`).
+    pub shim: PathBuf,
+    /// The static pressure-vessel stand-in on the host.
+    pub pv: PathBuf,
+}
+
+impl PortalSteam {
+    /// Builds it for `app` (its scripts and command; `--socket=session-bus`
+    /// is added here) with the stand-in installed as `/usr/bin/<pv_name>`
+    /// (e.g. `fake-pressure-vessel`, or `_v2-entry-point` for the shape of
+    /// Steam's launch line), in a temporary directory named `<prefix>…`.
+    /// Returns it with the testbed to run it in, or `None` after printing
+    /// `skipping: …` (a panic when `CI` is set) when the host lacks the
+    /// testbed, the static shim, the stand-in or the flatpak kit. Panics when
+    /// `cgsplit` is not built or the repo cannot be built.
+    pub fn build_or_skip(
+        prefix: &str,
+        pv_name: &str,
+        app: App,
+    ) -> Option<(testbed::Testbed, PortalSteam)> {
+        let bed = testbed::Testbed::or_skip()?;
+        let shim = testbed::static_shim_or_skip()?;
+        let pv = pressure_vessel_or_skip()?;
+        if !Kit::available_or_skip() {
+            return None;
+        }
+        crate::bins::bin("cgsplit");
+        let tmp = crate::fixtures::shared_tempdir(prefix);
+        let kit = Kit::build(
+            tmp.path(),
+            &Runtime::new().bin(&shim, "cgsplit-shim").bin(&pv, pv_name),
+            &[app.finish_arg("--socket=session-bus")],
+        )
+        .expect("build the flatpak repo");
+        let out = crate::fixtures::report_dir(tmp.path().join("out"));
+        Some((
+            bed,
+            PortalSteam {
+                tmp,
+                kit,
+                out,
+                shim,
+                pv,
+            },
+        ))
+    }
+}

@@ -26,12 +26,12 @@
 //! static stand-in (`scripts/setup` builds both).
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 
-use cgsplit_tests::fixtures::{report_dir, shared_tempdir, vars};
-use cgsplit_tests::flatpak::{App, Kit, Runtime};
-use cgsplit_tests::testbed::{self, Testbed, sh};
+use cgsplit_tests::fixtures::vars;
+use cgsplit_tests::flatpak::{App, Kit, PortalSteam};
+use cgsplit_tests::testbed::{Testbed, sh};
 
 const APP: &str = "com.valvesoftware.Steam";
 
@@ -75,48 +75,23 @@ launch() { tag=$1; shift
 }
 "#;
 
-struct Setup {
-    _tmp: tempfile::TempDir,
-    kit: Kit,
-    out: PathBuf,
-}
-
-fn setup() -> Option<(Testbed, Setup)> {
-    let bed = Testbed::or_skip()?;
-    let shim = testbed::static_shim_or_skip()?;
-    let pv = cgsplit_tests::flatpak::pressure_vessel_or_skip()?;
-    if !Kit::available_or_skip() {
-        return None;
-    }
-    cgsplit_tests::bins::bin("cgsplit");
-    let tmp = shared_tempdir("cgsplit-portal-");
-    let kit = Kit::build(
-        tmp.path(),
-        &Runtime::new()
-            .bin(&shim, "cgsplit-shim")
-            .bin(&pv, "fake-pressure-vessel"),
-        &[App::new(APP)
+/// The Steam stand-in with `steam` (runs its arguments) and `game`; the
+/// pressure-vessel stand-in as `/usr/bin/fake-pressure-vessel`.
+fn setup() -> Option<(Testbed, PortalSteam)> {
+    PortalSteam::build_or_skip(
+        "cgsplit-portal-",
+        "fake-pressure-vessel",
+        App::new(APP)
             .script("steam", "#!/bin/sh\nexec \"$@\"\n")
             .script("game", GAME)
-            .command("steam")
-            .finish_arg("--socket=session-bus")],
+            .command("steam"),
     )
-    .expect("build the flatpak repo");
-    let out = report_dir(tmp.path().join("out"));
-    Some((
-        bed,
-        Setup {
-            _tmp: tmp,
-            kit,
-            out,
-        },
-    ))
 }
 
 /// The script's preamble: install, mask the document portal, write
 /// `config`, `cgsplit up` (grants `games.slice`), grant OUT; `RUN` runs a
 /// command in a new Steam sandbox with `SteamAppId=620`.
-fn preamble(s: &Setup, config: &str, before_up: &str) -> String {
+fn preamble(s: &PortalSteam, config: &str, before_up: &str) -> String {
     format!(
         r#"set -u
 out={out}

@@ -60,9 +60,9 @@ use std::path::PathBuf;
 use std::process::Output;
 
 use cgsplit_core::scope::GAME_LEAF;
-use cgsplit_tests::fixtures::{copy_demo_steam, report_dir, shared_tempdir, sniper_runtime};
-use cgsplit_tests::flatpak::{self, App, Kit, Runtime};
-use cgsplit_tests::testbed::{self, Testbed, sh};
+use cgsplit_tests::fixtures::{copy_demo_steam, sniper_runtime};
+use cgsplit_tests::flatpak::{App, Kit, PortalSteam};
+use cgsplit_tests::testbed::{Testbed, sh};
 
 const APP: &str = "com.valvesoftware.Steam";
 
@@ -137,57 +137,26 @@ launch() { tag=$1; shift
 }
 "#;
 
-struct Setup {
-    tmp: tempfile::TempDir,
-    kit: Kit,
-    out: PathBuf,
-    shim: PathBuf,
-    pv: PathBuf,
-}
-
 /// Builds the repo: busybox runtime with the static shim as
 /// `/usr/bin/cgsplit-shim` and the stand-in as `/usr/bin/_v2-entry-point`;
 /// the app with `steam`, `game` and `probe`.
-fn setup(prefix: &str) -> Option<(Testbed, Setup)> {
-    let bed = Testbed::or_skip()?;
-    let shim = testbed::static_shim_or_skip()?;
-    let pv = flatpak::pressure_vessel_or_skip()?;
-    if !Kit::available_or_skip() {
-        return None;
-    }
-    cgsplit_tests::bins::bin("cgsplit");
-    let tmp = shared_tempdir(prefix);
-    let kit = Kit::build(
-        tmp.path(),
-        &Runtime::new()
-            .bin(&shim, "cgsplit-shim")
-            .bin(&pv, "_v2-entry-point"),
-        &[App::new(APP)
+fn setup(prefix: &str) -> Option<(Testbed, PortalSteam)> {
+    PortalSteam::build_or_skip(
+        prefix,
+        "_v2-entry-point",
+        App::new(APP)
             .script("steam", STEAM)
             .script("game", GAME)
             .script("probe", PROBE)
-            .command("steam")
-            .finish_arg("--socket=session-bus")],
+            .command("steam"),
     )
-    .expect("build the flatpak repo");
-    let out = report_dir(tmp.path().join("out"));
-    Some((
-        bed,
-        Setup {
-            tmp,
-            kit,
-            out,
-            shim,
-            pv,
-        },
-    ))
 }
 
 /// Install, mask the document portal, `before` (e.g. wait for netd), write
 /// `config`, `between` (e.g. the installer), `cgsplit up` (grants
 /// `games.slice` to the app), grant OUT. `RUN` runs the app's `steam` with
 /// `SteamAppId=620`; `SLICE` and `SCOPE` are host paths.
-fn preamble(s: &Setup, config: &str, before: &str, between: &str) -> String {
+fn preamble(s: &PortalSteam, config: &str, before: &str, between: &str) -> String {
     format!(
         r#"set -u
 out={out}

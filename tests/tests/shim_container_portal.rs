@@ -27,9 +27,9 @@
 
 use std::collections::HashMap;
 
-use cgsplit_tests::fixtures::{report_dir, shared_tempdir, vars};
-use cgsplit_tests::flatpak::{self, App, Kit, Runtime};
-use cgsplit_tests::testbed::{self, Testbed, sh};
+use cgsplit_tests::fixtures::vars;
+use cgsplit_tests::flatpak::{App, Kit, PortalSteam};
+use cgsplit_tests::testbed::sh;
 
 const APP: &str = "com.valvesoftware.Steam";
 
@@ -47,30 +47,17 @@ j=0; until [ -e "$out/$tag.seen" ] || [ $j -ge 200 ]; do j=$((j+1)); sleep 0.05;
 /// private system bus and the run is in a private network namespace.
 /// Asserts what both policies share and returns the script's `k=v` lines.
 fn three_launches(config: &str, shim_opts: &str, netd: bool) -> Option<HashMap<String, String>> {
-    let bed = Testbed::or_skip()?;
-    let shim = testbed::static_shim_or_skip()?;
-    let pv = flatpak::pressure_vessel_or_skip()?;
-    if !Kit::available_or_skip() {
-        return None;
-    }
-    cgsplit_tests::bins::bin("cgsplit");
+    let (bed, s) = PortalSteam::build_or_skip(
+        "cgsplit-shim-portal-",
+        "_v2-entry-point",
+        App::new(APP)
+            .script("steam", "#!/bin/sh\nexec \"$@\"\n")
+            .script("game", GAME)
+            .command("steam"),
+    )?;
     if netd {
         cgsplit_tests::bins::bin("cgsplit-netd");
     }
-    let tmp = shared_tempdir("cgsplit-shim-portal-");
-    let kit = Kit::build(
-        tmp.path(),
-        &Runtime::new()
-            .bin(&shim, "cgsplit-shim")
-            .bin(&pv, "_v2-entry-point"),
-        &[App::new(APP)
-            .script("steam", "#!/bin/sh\nexec \"$@\"\n")
-            .script("game", GAME)
-            .command("steam")
-            .finish_arg("--socket=session-bus")],
-    )
-    .expect("build the flatpak repo");
-    let out = report_dir(tmp.path().join("out"));
 
     let script = format!(
         r#"set -u
@@ -103,8 +90,8 @@ launch rel cgsplit-shim {shim_opts} -- _v2-entry-point --verb=waitforexitandrun 
 launch ctl cgsplit-shim {shim_opts} --no-reinsert -- _v2-entry-point --verb=waitforexitandrun -- /app/bin/game $out ctl
 "$CGSPLIT_BIN/cgsplit" down >/dev/null 2>&1
 "#,
-        out = sh(&out),
-        install = kit.install_script(),
+        out = sh(&s.out),
+        install = s.kit.install_script(),
         app = APP,
         run = Kit::run_cmd(APP, &["--env=SteamAppId=620"]),
         wait_netd = if netd {
