@@ -8,7 +8,9 @@
 //! - Steam trees: [`copy_demo_steam`] (the repo's `demo/steam`, the real
 //!   formats of `/work/shared/corpus`), [`demo_home`] (that tree as a native
 //!   install lays it out), [`sniper_runtime`] (Steam Linux Runtime 3.0
-//!   installed in a library), and the file helpers [`write_file`], [`copy_dir`].
+//!   installed in a library), [`localconfig`] (a `localconfig.vdf` with app
+//!   620's launch options), and the file helpers [`write_file`], [`copy_dir`],
+//!   [`readable_by_all`].
 
 use std::collections::HashMap;
 use std::fs;
@@ -92,6 +94,33 @@ pub fn copy_dir(from: &Path, to: &Path) {
             fs::copy(e.path(), &t).unwrap();
         }
     }
+}
+
+/// Makes each of `paths` (recursively) readable, and its directories
+/// searchable, by every uid (`chmod -R a+rX`): the testbed's uid copies or
+/// runs them. Panics when `chmod` fails.
+pub fn readable_by_all(paths: &[&Path]) {
+    let st = Command::new("chmod")
+        .args(["-R", "a+rX"])
+        .args(paths)
+        .status()
+        .unwrap();
+    assert!(st.success(), "chmod -R a+rX {paths:?}: {st}");
+}
+
+/// Writes a `localconfig.vdf` at `path` whose only launch options are
+/// `options` for app 620 (`UserLocalConfigStore/Software/Valve/Steam/apps/
+/// 620/LaunchOptions`, `\` and `"` escaped as Steam's KeyValues text does;
+/// `shared/reference/STEAM.md` §4).
+pub fn localconfig(path: &Path, options: &str) {
+    let escaped = options.replace('\\', "\\\\").replace('"', "\\\"");
+    fs::write(
+        path,
+        format!(
+            "\"UserLocalConfigStore\"\n{{\n\t\"Software\"\n\t{{\n\t\t\"Valve\"\n\t\t{{\n\t\t\t\"Steam\"\n\t\t\t{{\n\t\t\t\t\"apps\"\n\t\t\t\t{{\n\t\t\t\t\t\"620\"\n\t\t\t\t\t{{\n\t\t\t\t\t\t\"LaunchOptions\"\t\t\"{escaped}\"\n\t\t\t\t\t}}\n\t\t\t\t}}\n\t\t\t}}\n\t\t}}\n\t}}\n}}\n"
+        ),
+    )
+    .unwrap();
 }
 
 /// The repo's demo Steam tree, `demo/steam` (one account, app 620 with

@@ -28,7 +28,9 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 
 use cgsplit_core::scope::GAME_LEAF;
-use cgsplit_tests::fixtures::{copy_demo_steam, field, report_dir, shared_tempdir};
+use cgsplit_tests::fixtures::{
+    copy_demo_steam, field, readable_by_all, report_dir, shared_tempdir,
+};
 use cgsplit_tests::flatpak::{App, Kit, Runtime};
 use cgsplit_tests::testbed::{self, Testbed, sh};
 
@@ -85,12 +87,7 @@ fn installed_lines_run_the_shim_copy_inside_the_flatpak_sandbox() {
     fs::write(proton.join("toolmanifest.vdf"), PROTON_MANIFEST).unwrap();
     let shim_copy = t.join("cgsplit-shim");
     fs::copy(&shim, &shim_copy).unwrap();
-    std::process::Command::new("chmod")
-        .args(["-R", "a+rX"])
-        .arg(&tree)
-        .arg(&shim_copy)
-        .status()
-        .unwrap();
+    readable_by_all(&[&tree, &shim_copy]);
     let out = report_dir(t.join("out"));
 
     let script = format!(

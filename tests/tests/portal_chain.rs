@@ -60,7 +60,7 @@ use std::path::PathBuf;
 use std::process::Output;
 
 use cgsplit_core::scope::GAME_LEAF;
-use cgsplit_tests::fixtures::{copy_demo_steam, sniper_runtime};
+use cgsplit_tests::fixtures::{copy_demo_steam, readable_by_all, sniper_runtime, vars};
 use cgsplit_tests::flatpak::{App, Kit, PortalSteam};
 use cgsplit_tests::testbed::{Testbed, sh};
 
@@ -190,11 +190,7 @@ struct Report {
 
 impl Report {
     fn new(out: &Output, files: &[(&str, PathBuf)]) -> Self {
-        let v = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_owned(), v.trim_end().to_owned()))
-            .collect();
+        let v = vars(out);
         let mut diag = format!(
             "status: {:?}\nstdout:\n{}\nstderr:\n{}",
             out.status,
@@ -279,12 +275,7 @@ fn runtime_tool_entry_runs_the_shim_innermost_in_the_portal_subsandbox() {
     fs::copy(&s.pv, runtime.join("_v2-entry-point")).unwrap();
     let shim_copy = t.join("cgsplit-shim");
     fs::copy(&s.shim, &shim_copy).unwrap();
-    std::process::Command::new("chmod")
-        .args(["-R", "a+rX"])
-        .arg(&tree)
-        .arg(&shim_copy)
-        .status()
-        .unwrap();
+    readable_by_all(&[&tree, &shim_copy]);
 
     let between = format!(
         r#"root="$HOME/.var/app/{app}/.local/share/Steam"

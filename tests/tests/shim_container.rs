@@ -24,7 +24,7 @@ use std::process::Output;
 
 use cgsplit_core::scope::GAME_LEAF;
 use cgsplit_tests::bins::{bin, testbed_bin as bin_in_testbed};
-use cgsplit_tests::fixtures::{field, report_dir, shared_tempdir};
+use cgsplit_tests::fixtures::{field, localconfig, report_dir, shared_tempdir};
 use cgsplit_tests::testbed::{self, Testbed, sh};
 
 /// What `steam -shutdown` writes into steam.pipe (STEAM.md §5).
@@ -36,17 +36,6 @@ fn game_line(report: &str) -> &str {
         .lines()
         .find(|l| l.starts_with("game "))
         .unwrap_or_else(|| panic!("no `game` line in report:\n{report}"))
-}
-
-fn localconfig(path: &Path, options: &str) {
-    let escaped = options.replace('\\', "\\\\").replace('"', "\\\"");
-    fs::write(
-        path,
-        format!(
-            "\"UserLocalConfigStore\"\n{{\n\t\"Software\"\n\t{{\n\t\t\"Valve\"\n\t\t{{\n\t\t\t\"Steam\"\n\t\t\t{{\n\t\t\t\t\"apps\"\n\t\t\t\t{{\n\t\t\t\t\t\"620\"\n\t\t\t\t\t{{\n\t\t\t\t\t\t\"LaunchOptions\"\t\t\"{escaped}\"\n\t\t\t\t\t}}\n\t\t\t\t}}\n\t\t\t}}\n\t\t}}\n\t}}\n}}\n"
-        ),
-    )
-    .unwrap();
 }
 
 fn copy_exec(from: &Path, to: &Path) {

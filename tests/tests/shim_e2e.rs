@@ -26,7 +26,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use cgsplit_core::scope::GAME_LEAF;
-use cgsplit_tests::fixtures::{field, report_dir, shared_tempdir};
+use cgsplit_tests::fixtures::{field, localconfig, report_dir, shared_tempdir};
 use cgsplit_tests::testbed::{self, Testbed, sh};
 
 /// What `steam -shutdown` writes into steam.pipe (STEAM.md §5).
@@ -42,17 +42,6 @@ fn line<'a>(report: &'a str, who: &str) -> &'a str {
 fn write_exec(path: &Path, text: &str) {
     fs::write(path, text).unwrap();
     fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
-}
-
-fn localconfig(path: &Path, options: &str) {
-    let escaped = options.replace('\\', "\\\\").replace('"', "\\\"");
-    fs::write(
-        path,
-        format!(
-            "\"UserLocalConfigStore\"\n{{\n\t\"Software\"\n\t{{\n\t\t\"Valve\"\n\t\t{{\n\t\t\t\"Steam\"\n\t\t\t{{\n\t\t\t\t\"apps\"\n\t\t\t\t{{\n\t\t\t\t\t\"620\"\n\t\t\t\t\t{{\n\t\t\t\t\t\t\"LaunchOptions\"\t\t\"{escaped}\"\n\t\t\t\t\t}}\n\t\t\t\t}}\n\t\t\t}}\n\t\t}}\n\t}}\n}}\n"
-        ),
-    )
-    .unwrap();
 }
 
 #[test]

@@ -45,7 +45,7 @@ use std::process::Command;
 
 use cgsplit_core::scope::GAME_LEAF;
 use cgsplit_tests::fixtures::{
-    copy_demo_steam, field, report_dir, shared_tempdir, sniper_runtime, write_file,
+    copy_demo_steam, field, readable_by_all, report_dir, shared_tempdir, sniper_runtime, write_file,
 };
 use cgsplit_tests::testbed::{self, Testbed, sh};
 
@@ -129,13 +129,7 @@ fn proton_entry_runs_proton_from_a_second_library_inside_the_runtime_container()
         fs::create_dir_all(g.parent().unwrap()).unwrap();
         fs::copy(env!("CARGO_BIN_EXE_fake-game"), g).unwrap();
     }
-    for d in [&root, &lib2] {
-        Command::new("chmod")
-            .args(["-R", "a+rX"])
-            .arg(d)
-            .status()
-            .unwrap();
-    }
+    readable_by_all(&[&root, &lib2]);
 
     // The real installer renders the entries (Steam is not running: no pipe).
     let home = t.join("installer-home");
