@@ -3,6 +3,7 @@
 //! - Reading a testbed script's report: scripts print `key=value` lines (and
 //!   `key=value` words inside a line); [`vars`], [`get`] and [`field`] read
 //!   them back, [`show`] formats a run's output for an assertion message.
+//! - Polling in a testbed script: [`SH_WAIT_FOR`], [`SH_WAIT_FOR_COUNT`].
 //! - Directories the testbed's uid can use: [`shared_tempdir`] (0755, it
 //!   reads from it) and [`report_dir`] (0777, it writes into it).
 //! - Steam trees: [`copy_demo_steam`] (the repo's `demo/steam`, the real
@@ -54,6 +55,17 @@ pub fn field<'a>(line: &'a str, key: &str) -> &'a str {
         .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
         .unwrap_or_else(|| panic!("no {key}= in {line:?}"))
 }
+
+/// Shell (also busybox sh, inside a flatpak sandbox) defining `wait_for
+/// CMD…`: runs CMD every 50 ms until it succeeds, at most 200 times (about
+/// 10 s), and returns 1 when it never did. One line, no newline: put it on
+/// a line of its own in a testbed script, before the first use.
+pub const SH_WAIT_FOR: &str = "wait_for() { i=0; until \"$@\"; do i=$((i+1)); [ $i -ge 200 ] && return 1; sleep 0.05; done; }";
+
+/// Shell defining `wait_for CMD…` like [`SH_WAIT_FOR`], but it prints how
+/// many tries failed (200: it gave up) and returns 0, for scripts that report
+/// the count (`echo "k=$(wait_for …)"`) and let the test judge it.
+pub const SH_WAIT_FOR_COUNT: &str = "wait_for() { i=0; until \"$@\"; do i=$((i+1)); [ $i -ge 200 ] && break; sleep 0.05; done; echo $i; }";
 
 /// A new temporary directory `<tmp>/<prefix>XXXXXX`, made mode 0755 so the
 /// testbed's unprivileged uid can reach what the test puts there (tempfile

@@ -13,6 +13,7 @@
 
 use std::collections::HashMap;
 
+use cgsplit_tests::fixtures::SH_WAIT_FOR;
 use cgsplit_tests::testbed::Testbed;
 
 /// `game.sh TAG WAIT`: records its pid and cgroup, waits up to WAIT × 50 ms
@@ -38,7 +39,7 @@ fn watcher_adopts_a_configured_game_from_a_systemd_run_scope_and_nothing_else() 
 cat > $HOME/game.sh <<'EOF'
 {GAME}
 EOF
-wait_for() {{ i=0; until "$@"; do i=$((i+1)); [ $i -ge 200 ] && return 1; sleep 0.05; done; }}
+{SH_WAIT_FOR}
 C="$CGSPLIT_BIN/cgsplit"
 mkdir -p $HOME/.config/cgsplit && printf '[games.620]\n' > $HOME/.config/cgsplit/config.toml
 "$C" up --no-flatpak >/dev/null 2>$HOME/up.err || {{ cat $HOME/up.err >&2; exit 91; }}
@@ -135,7 +136,7 @@ fn watcher_refuses_to_adopt_a_localhost_game_from_a_systemd_run_scope() {
 cat > $HOME/game.sh <<'EOF'
 {GAME}
 EOF
-wait_for() {{ i=0; until "$@"; do i=$((i+1)); [ $i -ge 200 ] && return 1; sleep 0.05; done; }}
+{SH_WAIT_FOR}
 wait_for busctl --system status io.github.cgsplit.Netd1 >/dev/null 2>&1 || exit 95
 C="$CGSPLIT_BIN/cgsplit"
 mkdir -p $HOME/.config/cgsplit && printf '[games.620]\nnetwork = "localhost"\n' > $HOME/.config/cgsplit/config.toml

@@ -10,7 +10,7 @@
 //! see it, and `cgsplit up` says so; `cgsplit down --revoke` takes the grant
 //! back.
 
-use cgsplit_tests::fixtures::{report_dir, shared_tempdir};
+use cgsplit_tests::fixtures::{SH_WAIT_FOR_COUNT, report_dir, shared_tempdir};
 use cgsplit_tests::flatpak::{App, Kit, Runtime};
 use cgsplit_tests::testbed::{Testbed, sh};
 
@@ -57,7 +57,7 @@ C="$CGSPLIT_BIN/cgsplit"
 mkdir -p $HOME/.config/cgsplit && printf '[games.620]\n' > $HOME/.config/cgsplit/config.toml
 SLICE=/sys/fs/cgroup/user.slice/user-$TESTBED_UID.slice/user@$TESTBED_UID.service/games.slice
 echo "host_slice=$SLICE"
-wait_for() {{ i=0; until "$@"; do i=$((i+1)); [ $i -ge 200 ] && break; sleep 0.05; done; echo $i; }}
+{SH_WAIT_FOR_COUNT}
 
 # 1. Slice missing when the sandbox starts: flatpak skips the grant silently;
 #    `cgsplit up` (which creates the slice) warns about the blind sandbox.

@@ -11,11 +11,12 @@ use std::process::Output;
 use cgsplit_core::AppId;
 use cgsplit_core::scope;
 use cgsplit_tests::bins::bin;
-use cgsplit_tests::fixtures::{get, show, vars};
+use cgsplit_tests::fixtures::{SH_WAIT_FOR_COUNT, get, show, vars};
 use cgsplit_tests::testbed::Testbed;
 
 /// Shell helpers shared by every script: `$CGSPLIT`, `$CFG` (the default
-/// config path), `keepers`, `procs`, `scope_dir APP`, `wait_for CMD…`.
+/// config path), `keepers`, `procs`, `scope_dir APP`; [`run_in`] adds
+/// `wait_for CMD…` ([`SH_WAIT_FOR_COUNT`]).
 const PRELUDE: &str = r#"
 CGSPLIT="$CGSPLIT_BIN/cgsplit"
 CFG="$HOME/.config/cgsplit/config.toml"
@@ -27,8 +28,6 @@ keepers() {
 }
 procs() { tr '\n' ' ' < "$1/cgroup.procs" 2>/dev/null || echo MISSING; }
 scope_dir() { echo "/sys/fs/cgroup/user.slice/user-$TESTBED_UID.slice/user@$TESTBED_UID.service/games.slice/cgsplit-$1.scope"; }
-# wait_for CMD…: retry CMD every 50 ms for up to 10 s; prints how many tries
-wait_for() { i=0; until "$@"; do i=$((i+1)); [ $i -ge 200 ] && break; sleep 0.05; done; echo $i; }
 echo "uid=$TESTBED_UID"
 echo "home=$HOME"
 "#;
@@ -39,7 +38,7 @@ fn tb() -> Option<Testbed> {
 }
 
 fn run_in(tb: Testbed, script: &str) -> Output {
-    let out = tb.run_sh(&format!("{PRELUDE}\n{script}"));
+    let out = tb.run_sh(&format!("{PRELUDE}{SH_WAIT_FOR_COUNT}\n{script}"));
     assert_ne!(
         out.status.code(),
         Some(125),
@@ -604,7 +603,7 @@ fn two_uids_each_up_twice_see_only_their_own_scopes_and_cannot_touch_the_others(
     //   A: its scope, keeper and game process are untouched; status again.
     let Some(tb) = tb() else { return };
     let second = format!(
-        "{PRELUDE}\n{}",
+        "{PRELUDE}{SH_WAIT_FOR_COUNT}\n{}",
         r#"
         mark() { : > "$TESTBED_SHARED/$1"; }
         echo "b_wait_a=$(wait_for test -e $TESTBED_SHARED/a-up)"

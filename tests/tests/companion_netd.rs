@@ -13,7 +13,7 @@
 //! Needs root and `cargo build --workspace --bins` first.
 
 use cgsplit_tests::bins::bin;
-use cgsplit_tests::fixtures::{show, vars};
+use cgsplit_tests::fixtures::{SH_WAIT_FOR_COUNT, show, vars};
 use cgsplit_tests::testbed::Testbed;
 
 #[test]
@@ -24,12 +24,12 @@ fn restricted_game_gets_its_leaf_only_after_the_helper_attached_also_when_recrea
     let Some(tb) = Testbed::or_skip() else { return };
     let out = tb
         .with_netd()
-        .run_sh(
+        .run_sh(&format!(
+            "{SH_WAIT_FOR_COUNT}{}",
             r#"
         C="$CGSPLIT_BIN/cgsplit"; P="$CGSPLIT_BIN/cgsplit-netprobe"
         CFG=$HOME/.config/cgsplit/config.toml; mkdir -p $HOME/.config/cgsplit
         S=/sys/fs/cgroup/user.slice/user-$TESTBED_UID.slice/user@$TESTBED_UID.service/games.slice/cgsplit-620.scope
-        wait_for() { i=0; until "$@"; do i=$((i+1)); [ $i -ge 200 ] && break; sleep 0.05; done; echo $i; }
         quiet() { "$@" >/dev/null 2>&1; }
         policy() { getfattr --absolute-names -n user.cgsplit.policy --only-values "$S" 2>/dev/null || echo none; }
         probe() { "$P" --join "$S/game" "$1" | cut -f2; }
@@ -61,8 +61,8 @@ fn restricted_game_gets_its_leaf_only_after_the_helper_attached_also_when_recrea
         echo "probe_remote3=$(probe udp-connect:192.0.2.1:9)"
         "$C" down >/dev/null 2>&1; echo "down=$?"
         echo "netd_log=$(grep -c Attached /run/netd.log)"
-        "#,
-        );
+        "#
+        ));
     assert_ne!(out.status.code(), Some(125), "{}", show(&out));
     let v = vars(&out);
     let get = |k: &str| {

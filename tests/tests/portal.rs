@@ -29,7 +29,7 @@ use std::fs;
 use std::path::Path;
 use std::process::Output;
 
-use cgsplit_tests::fixtures::vars;
+use cgsplit_tests::fixtures::{SH_WAIT_FOR, vars};
 use cgsplit_tests::flatpak::{App, Kit, PortalSteam};
 use cgsplit_tests::testbed::{Testbed, sh};
 
@@ -51,7 +51,6 @@ j=0; until [ -e "$out/$tag.seen" ] || [ $j -ge 200 ]; do j=$((j+1)); sleep 0.05;
 
 /// Shell functions for the host side of a testbed script.
 const HOST_FNS: &str = r#"
-wait_for() { i=0; until "$@"; do i=$((i+1)); [ $i -ge 200 ] && return 1; sleep 0.05; done; }
 # The host pid of the game run with TAG: its command line starts with the
 # game script (the stand-in and flatpak's own processes carry it later).
 game_pid() { for d in /proc/[0-9]*; do
@@ -95,6 +94,7 @@ fn preamble(s: &PortalSteam, config: &str, before_up: &str) -> String {
     format!(
         r#"set -u
 out={out}
+{SH_WAIT_FOR}
 {host_fns}
 {install}
 systemctl --user mask xdg-document-portal.service >/dev/null 2>&1 || exit 94

@@ -60,7 +60,9 @@ use std::path::PathBuf;
 use std::process::Output;
 
 use cgsplit_core::scope::GAME_LEAF;
-use cgsplit_tests::fixtures::{copy_demo_steam, readable_by_all, sniper_runtime, vars};
+use cgsplit_tests::fixtures::{
+    SH_WAIT_FOR, copy_demo_steam, readable_by_all, sniper_runtime, vars,
+};
 use cgsplit_tests::flatpak::{App, Kit, PortalSteam};
 use cgsplit_tests::testbed::{Testbed, sh};
 
@@ -112,7 +114,6 @@ echo "probe.sys=$(ls /sys 2>&1 | tr '\n' ' ')"
 /// its host cgroup and whether `game/cgroup.procs` lists it, then closes
 /// the FIFO and reports the exit status.
 const HOST_FNS: &str = r#"
-wait_for() { i=0; until "$@"; do i=$((i+1)); [ $i -ge 200 ] && return 1; sleep 0.05; done; }
 game_pid() { for d in /proc/[0-9]*; do
   { tr '\0' ' ' < $d/cmdline; } 2>/dev/null | grep -q "^/bin/sh /app/bin/game $1 " && echo ${d#/proc/}; done; }
 reported_or_done() { grep -q "^game tag=$1 " "$out/$1.out" 2>/dev/null || ! kill -0 $2 2>/dev/null; }
@@ -160,6 +161,7 @@ fn preamble(s: &PortalSteam, config: &str, before: &str, between: &str) -> Strin
     format!(
         r#"set -u
 out={out}
+{SH_WAIT_FOR}
 {host_fns}
 {install}
 systemctl --user mask xdg-document-portal.service >/dev/null 2>&1 || exit 94

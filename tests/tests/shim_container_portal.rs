@@ -27,7 +27,7 @@
 
 use std::collections::HashMap;
 
-use cgsplit_tests::fixtures::vars;
+use cgsplit_tests::fixtures::{SH_WAIT_FOR, vars};
 use cgsplit_tests::flatpak::{App, Kit, PortalSteam};
 use cgsplit_tests::testbed::sh;
 
@@ -64,6 +64,7 @@ fn three_launches(config: &str, shim_opts: &str, netd: bool) -> Option<HashMap<S
 out={out}
 {install}
 systemctl --user mask xdg-document-portal.service >/dev/null 2>&1 || exit 94
+{SH_WAIT_FOR}
 {wait_netd}
 mkdir -p $HOME/.config/cgsplit && printf '{config}' > $HOME/.config/cgsplit/config.toml
 "$CGSPLIT_BIN/cgsplit" up >$HOME/up.out 2>$HOME/up.err || {{ cat $HOME/up.err >&2; exit 91; }}
@@ -71,7 +72,6 @@ SCOPE=/sys/fs/cgroup/user.slice/user-$TESTBED_UID.slice/user@$TESTBED_UID.servic
 echo "scope=${{SCOPE#/sys/fs/cgroup}}"
 echo "policy=$(getfattr --absolute-names -n user.cgsplit.policy --only-values "$SCOPE" 2>/dev/null || echo none)"
 flatpak --user override --filesystem="$out" {app} || exit 92
-wait_for() {{ i=0; until "$@"; do i=$((i+1)); [ $i -ge 200 ] && return 1; sleep 0.05; done; }}
 # launch TAG CMD…: runs CMD in a new Steam sandbox, reports the game's host
 # pid, its cgroup on the host and whether game/cgroup.procs lists it.
 launch() {{ tag=$1; shift
@@ -95,8 +95,7 @@ launch ctl cgsplit-shim {shim_opts} --no-reinsert -- _v2-entry-point --verb=wait
         app = APP,
         run = Kit::run_cmd(APP, &["--env=SteamAppId=620"]),
         wait_netd = if netd {
-            "wait_for() { i=0; until \"$@\"; do i=$((i+1)); [ $i -ge 200 ] && return 1; sleep 0.05; done; }\n\
-             wait_for busctl --system status io.github.cgsplit.Netd1 >/dev/null 2>&1 || exit 95\n\
+            "wait_for busctl --system status io.github.cgsplit.Netd1 >/dev/null 2>&1 || exit 95\n\
              echo netd=up"
         } else {
             ""
