@@ -1,8 +1,8 @@
 //! Small fixtures shared by the integration tests in `tests/tests/`.
 //!
 //! - Reading a testbed script's report: scripts print `key=value` lines (and
-//!   `key=value` words inside a line); [`vars`], [`get`] and [`field`] read
-//!   them back, [`show`] formats a run's output for an assertion message.
+//!   `key=value` words inside a line); [`vars`], [`get`], [`first_var`] and
+//!   [`field`] read them back, [`show`] formats a run's output for an assertion message.
 //! - Polling in a testbed script: [`SH_WAIT_FOR`], [`SH_WAIT_FOR_COUNT`].
 //! - Directories the testbed's uid can use: [`shared_tempdir`] (0755, it
 //!   reads from it) and [`report_dir`] (0777, it writes into it).
@@ -45,6 +45,18 @@ pub fn get<'a>(v: &'a HashMap<String, String>, k: &str, out: &Output) -> &'a str
     v.get(k)
         .map(String::as_str)
         .unwrap_or_else(|| panic!("no `{k}=` in the script output\n{}", show(out)))
+}
+
+/// The value of the first `k=` line of `out`'s stdout, as printed (not
+/// trimmed; unlike [`vars`], an earlier line wins). Panics, showing the whole
+/// output, when there is none.
+pub fn first_var(out: &Output, k: &str) -> String {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .find(|(kk, _)| *kk == k)
+        .map(|(_, v)| v.to_owned())
+        .unwrap_or_else(|| panic!("no {k}=\n{}", show(out)))
 }
 
 /// The value of the space-separated word `key=value` in `line`, e.g.

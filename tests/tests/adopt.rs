@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 
-use cgsplit_tests::fixtures::SH_WAIT_FOR;
+use cgsplit_tests::fixtures::{SH_WAIT_FOR, show};
 use cgsplit_tests::testbed::Testbed;
 
 /// `game.sh TAG WAIT`: records its pid and cgroup, waits up to WAIT × 50 ms
@@ -69,10 +69,7 @@ cat $HOME/watch.log >&2
     );
     let out = bed.timeout_secs(60).run_sh(&script);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let diag = format!(
-        "stdout:\n{stdout}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let diag = show(&out);
     assert!(out.status.success(), "{:?}\n{diag}", out.status);
     let v: HashMap<&str, &str> = stdout.lines().filter_map(|l| l.split_once('=')).collect();
     let get = |k: &str| *v.get(k).unwrap_or_else(|| panic!("no {k}=\n{diag}"));

@@ -10,7 +10,7 @@
 //! see it, and `cgsplit up` says so; `cgsplit down --revoke` takes the grant
 //! back.
 
-use cgsplit_tests::fixtures::{SH_WAIT_FOR_COUNT, report_dir, shared_tempdir};
+use cgsplit_tests::fixtures::{SH_WAIT_FOR_COUNT, first_var, report_dir, shared_tempdir, show};
 use cgsplit_tests::flatpak::{App, Kit, Runtime};
 use cgsplit_tests::testbed::{Testbed, sh};
 
@@ -106,10 +106,7 @@ echo "recorded_after=$(cat $HOME/.local/state/cgsplit/flatpak-grants | wc -l)"
     );
     let run = bed.system_bus().run_sh(&script);
     let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
-    let diag = format!(
-        "stdout:\n{stdout}\nstderr:\n{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    let diag = show(&run);
     eprintln!("{diag}");
     assert!(run.status.success(), "{diag}");
     let get = |k: &str| -> String {
@@ -210,19 +207,8 @@ fn unwritable_override_and_missing_flatpak_get_clear_messages() {
         echo "e4=$(grep error: $HOME/e4)"
         "#,
     );
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let diag = format!(
-        "stdout:\n{stdout}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let get = |k: &str| -> String {
-        stdout
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .find(|(kk, _)| *kk == k)
-            .map(|(_, v)| v.to_owned())
-            .unwrap_or_else(|| panic!("no {k}=\n{diag}"))
-    };
+    let diag = show(&out);
+    let get = |k: &str| first_var(&out, k);
     assert_eq!(get("up1"), "1", "{diag}");
     let e1 = get("e1");
     assert!(

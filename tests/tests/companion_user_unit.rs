@@ -4,7 +4,7 @@
 //! ExecStartPre, then the watcher), and `--uninstall` disables and removes it,
 //! stops the scopes and revokes the flatpak grant.
 
-use cgsplit_tests::fixtures::{demo_home, shared_tempdir};
+use cgsplit_tests::fixtures::{demo_home, first_var, shared_tempdir, show};
 use cgsplit_tests::testbed;
 
 #[test]
@@ -46,19 +46,8 @@ fn installer_enables_the_user_unit_and_uninstall_removes_it() {
         echo "granted_after=$(flatpak --user override --show com.valvesoftware.Steam | sed -n 's/^filesystems=//p')"
         "#,
     );
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let diag = format!(
-        "stdout:\n{stdout}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let get = |k: &str| -> String {
-        stdout
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .find(|(kk, _)| *kk == k)
-            .map(|(_, v)| v.to_owned())
-            .unwrap_or_else(|| panic!("no {k}=\n{diag}"))
-    };
+    let diag = show(&out);
+    let get = |k: &str| first_var(&out, k);
     assert_eq!(get("install"), "0", "{diag}");
     assert!(
         get("install_log").starts_with("cgsplit-install: installed and enabled "),

@@ -27,7 +27,7 @@
 
 use std::collections::HashMap;
 
-use cgsplit_tests::fixtures::{SH_WAIT_FOR, vars};
+use cgsplit_tests::fixtures::{SH_WAIT_FOR, show, vars};
 use cgsplit_tests::flatpak::{App, Kit, PortalSteam};
 use cgsplit_tests::testbed::sh;
 
@@ -108,11 +108,7 @@ launch ctl cgsplit-shim {shim_opts} --no-reinsert -- _v2-entry-point --verb=wait
     };
     let run = bed.timeout_secs(90).run_sh(&script);
     let v = vars(&run);
-    let diag = format!(
-        "stdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&run.stdout),
-        String::from_utf8_lossy(&run.stderr)
-    );
+    let diag = show(&run);
     let get = |k: &str| {
         v.get(k)
             .map(String::as_str)
