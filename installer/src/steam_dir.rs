@@ -403,15 +403,7 @@ pub fn find_manifest(
     root: &Path,
     appid: u32,
 ) -> std::result::Result<(PathBuf, Option<String>), Vec<PathBuf>> {
-    let mut dirs = vec![root.join("steamapps")];
-    if let Ok(text) = fs::read_to_string(root.join("steamapps/libraryfolders.vdf")) {
-        for p in appmanifest::library_paths(&text) {
-            let d = PathBuf::from(p).join("steamapps");
-            if !dirs.contains(&d) {
-                dirs.push(d);
-            }
-        }
-    }
+    let dirs = crate::steam::tools::library_dirs(root);
     for d in &dirs {
         let m = d.join(format!("appmanifest_{appid}.acf"));
         if let Ok(text) = fs::read(&m) {
