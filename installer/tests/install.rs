@@ -14,8 +14,8 @@ use std::process::{Command, Output};
 
 use keyvalues_parser::{Obj, PartialVdf};
 
-const BIN: &str = env!("CARGO_BIN_EXE_cgsplit-install");
-const WS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+mod common;
+use common::{BIN, WS, copy_dir, static_shim};
 
 struct Steam {
     _tmp: tempfile::TempDir,
@@ -28,11 +28,7 @@ impl Steam {
     fn new() -> Self {
         let tmp = tempfile::tempdir().unwrap();
         let home = tmp.path().join("home dir");
-        let root = home.join(".local/share/Steam");
-        fs::create_dir_all(&root).unwrap();
-        fs::create_dir_all(home.join(".steam")).unwrap();
-        copy_dir(&Path::new(WS).join("demo/steam"), &root);
-        std::os::unix::fs::symlink(&root, home.join(".steam/root")).unwrap();
+        let root = common::demo_root(&home);
         let lf = root.join("steamapps/libraryfolders.vdf");
         let text = fs::read_to_string(&lf).unwrap();
         fs::write(&lf, text.replace("@STEAM_ROOT@", root.to_str().unwrap())).unwrap();
@@ -55,39 +51,11 @@ impl Steam {
     }
 
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(BIN);
-        c.args(args)
-            .env("HOME", &self.home)
-            .env("XDG_STATE_HOME", &self.state)
-            .env("XDG_CONFIG_HOME", self.home.join(".config"))
-            .env("XDG_DATA_HOME", self.home.join(".local/share"))
-            .env_remove("CGSPLIT_SHIM")
-            .env_remove("CGSPLIT_INSTALL_CRASH_AT");
-        c
+        common::install_cmd(&self.home, &self.state, args)
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        let out = self.cmd(args).output().unwrap();
-        eprintln!(
-            "$ cgsplit-install {}\n{}{}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    for e in fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            fs::create_dir_all(&dest).unwrap();
-            copy_dir(&e.path(), &dest);
-        } else {
-            fs::copy(e.path(), &dest).unwrap();
-        }
+        common::run_install(&self.home, &self.state, args)
     }
 }
 
@@ -97,32 +65,6 @@ fn stdout(o: &Output) -> String {
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// A real static shim, or `None` after printing why (panics under `CI`).
-fn static_shim() -> Option<PathBuf> {
-    let mut candidates: Vec<PathBuf> = std::env::var_os("CGSPLIT_TEST_STATIC_SHIM")
-        .map(PathBuf::from)
-        .into_iter()
-        .collect();
-    candidates.push(Path::new(WS).join("target/x86_64-unknown-linux-gnu/shim/cgsplit-shim"));
-    // Any static ELF passes the installer's check; Debian's busybox-static
-    // (installed by scripts/setup) is one.
-    candidates.push(PathBuf::from("/bin/busybox"));
-    if let Some(t) = std::env::var_os("CARGO_TARGET_DIR") {
-        candidates.push(PathBuf::from(t).join("x86_64-unknown-linux-gnu/shim/cgsplit-shim"));
-    }
-    for c in &candidates {
-        if let Ok(b) = fs::read(c)
-            && cgsplit_install::elf::check_static(&b).is_ok()
-        {
-            return Some(c.clone());
-        }
-    }
-    let why = format!("skipping: no static shim among {candidates:?} (run `cargo build-shim`)");
-    assert!(std::env::var_os("CI").is_none(), "{why}");
-    eprintln!("{why}");
-    None
 }
 
 fn tree(bytes: &[u8]) -> PartialVdf<'static> {

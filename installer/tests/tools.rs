@@ -13,24 +13,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-const BIN: &str = env!("CARGO_BIN_EXE_cgsplit-install");
-const WS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+mod common;
 
 /// Proton 9's manifest as shipped (STEAM.md §2).
 const PROTON: &str = "\"manifest\"\n{\n  \"version\" \"2\"\n  \"commandline\" \"/proton %verb%\"\n  \"require_tool_appid\" \"1628350\"\n  \"use_sessions\" \"1\"\n  \"compatmanager_layer_name\" \"proton\"\n}\n";
-
-fn copy_dir(from: &Path, to: &Path) {
-    for e in fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let t = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            fs::create_dir_all(&t).unwrap();
-            copy_dir(&e.path(), &t);
-        } else {
-            fs::copy(e.path(), &t).unwrap();
-        }
-    }
-}
 
 fn write(p: &Path, text: &str) {
     fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -49,11 +35,7 @@ impl Tree {
     fn new() -> Self {
         let tmp = tempfile::tempdir().unwrap();
         let home = tmp.path().join("home");
-        let root = home.join(".local/share/Steam");
-        fs::create_dir_all(&root).unwrap();
-        copy_dir(&Path::new(WS).join("demo/steam"), &root);
-        fs::create_dir_all(home.join(".steam")).unwrap();
-        std::os::unix::fs::symlink(&root, home.join(".steam/root")).unwrap();
+        let root = common::demo_root(&home);
         let lib2 = tmp.path().join("Second Library");
         fs::create_dir_all(lib2.join("steamapps/common")).unwrap();
         write(
@@ -75,23 +57,7 @@ impl Tree {
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        let out = Command::new(BIN)
-            .args(args)
-            .env("HOME", &self.home)
-            .env("XDG_STATE_HOME", &self.state)
-            .env("XDG_CONFIG_HOME", self.home.join(".config"))
-            .env("XDG_DATA_HOME", self.home.join(".local/share"))
-            .env_remove("CGSPLIT_SHIM")
-            .env_remove("CGSPLIT_INSTALL_CRASH_AT")
-            .output()
-            .unwrap();
-        eprintln!(
-            "$ cgsplit-install {}\n{}{}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
+        common::run_install(&self.home, &self.state, args)
     }
 
     fn tools(&self) -> PathBuf {
@@ -110,25 +76,9 @@ impl Tree {
     }
 }
 
-/// Any static ELF passes the installer's check; busybox-static is one.
+/// The shim to register, as an argument.
 fn shim() -> Option<String> {
-    let mut c: Vec<PathBuf> = std::env::var_os("CGSPLIT_TEST_STATIC_SHIM")
-        .map(PathBuf::from)
-        .into_iter()
-        .collect();
-    c.push(Path::new(WS).join("target/x86_64-unknown-linux-gnu/shim/cgsplit-shim"));
-    c.push(PathBuf::from("/bin/busybox"));
-    for p in c {
-        if let Ok(b) = fs::read(&p)
-            && cgsplit_install::elf::check_static(&b).is_ok()
-        {
-            return Some(p.to_str().unwrap().to_owned());
-        }
-    }
-    let why = "skipping: no static shim (cargo build-shim) and no /bin/busybox";
-    assert!(std::env::var_os("CI").is_none(), "{why}");
-    eprintln!("{why}");
-    None
+    common::static_shim().map(|p| p.to_str().unwrap().to_owned())
 }
 
 fn manifest(dir: &Path) -> std::collections::BTreeMap<String, String> {
